@@ -1,0 +1,1 @@
+//! Everything known about a Go binary from the file alone.

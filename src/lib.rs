@@ -1,0 +1,2 @@
+//! ebpf-map-trace: which keys of a running Go program's maps are written most.
+pub mod gobin;
