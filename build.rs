@@ -14,10 +14,16 @@ fn main() {
         SkeletonBuilder::new()
             .source(&src)
             .clang(&clang)
-            .clang_args(["-Wall", "-Wno-unused-function", "-I/usr/include/x86_64-linux-gnu"])
+            .clang_args([
+                "-Wall",
+                "-Wno-unused-function",
+                "-I/usr/include/x86_64-linux-gnu",
+            ])
             .build_and_generate(out.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| {
-                panic!("compiling {src} with {clang} failed (run ./setup to install clang-19): {e:#}")
+                panic!(
+                    "compiling {src} with {clang} failed (run ./setup to install clang-19): {e:#}"
+                )
             });
         println!("cargo:rerun-if-changed={src}");
     }

@@ -1,2 +1,5 @@
-//! ebpf-map-trace: which keys of a running Go program's maps are written most.
+//! ebpf-map-trace: which keys of a running Go program's maps are written most, by which code
+//! and goroutine, and when maps grow. `gobin` knows Go binaries; `cli` is the command line.
+pub mod cli;
 pub mod gobin;
+pub mod target;

@@ -1,0 +1,54 @@
+//! Command-line interface: what the user typed (clap) and dispatch to one module per command.
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "Which keys of a running Go program's maps are written most, in which map, \
+from which code and goroutine, and when maps grow - traced with eBPF uprobes, with no change to \
+the Go program.";
+
+const EXAMPLES: &str = "Examples:
+  ebpf-map-trace inspect ./server              # what can be traced in this binary, no root needed
+  ebpf-map-trace inspect -p $(pidof server) --json
+  ebpf-map-trace inspect ./server --type 0x4a1b20 --pc 0x48f00c";
+
+#[derive(Parser)]
+#[command(name = "ebpf-map-trace", version, about = ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Inspect(inspect::Args),
+}
+
+/// Parses arguments, runs the command, and turns any failure into one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ebpf-map-trace: error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error and its causes on one line, without repeating a cause its parent already names.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

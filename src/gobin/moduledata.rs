@@ -1,0 +1,103 @@
+//! `runtime.firstmoduledata`: the runtime's table of where text and type data live. Found by
+//! symbol, by the `.go.module` section (Go 1.26+), or by scanning data for its first field (a
+//! pointer to `.gopclntab`) on stripped binaries. Gives the text start and the types base.
+use super::elf::ElfImage;
+
+/// Offsets of fields in `runtime.moduledata` (64-bit), stable from Go 1.18 on except `types`.
+const TEXT_OFFSET: u64 = 176;
+const ETEXT_OFFSET: u64 = 184;
+/// `types` moved from 280 to 296 when Go 1.20 added `covctrs`/`ecovctrs`.
+const TYPES_OFFSET_GO118: u64 = 280;
+const TYPES_OFFSET_GO120: u64 = 296;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoundBy {
+    Symbol,
+    GoModuleSection,
+    Scan,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleData {
+    pub addr: u64,
+    pub text: u64,
+    pub etext: u64,
+    /// Base of type data: a type's name offset is relative to this.
+    pub types: u64,
+    pub found_by: FoundBy,
+}
+
+/// Locates and reads the first module's data. `go_minor` picks the `types` offset.
+pub fn find(elf: &ElfImage, pclntab_addr: u64, go_minor: u32) -> Option<ModuleData> {
+    let candidates = || -> Vec<(u64, FoundBy)> {
+        let mut c = Vec::new();
+        if let Some(a) = elf.symbol("runtime.firstmoduledata") {
+            c.push((a, FoundBy::Symbol));
+        }
+        if let Some(s) = elf.section(".go.module") {
+            c.push((s.addr, FoundBy::GoModuleSection));
+        }
+        c
+    };
+    let types_off = if go_minor >= 20 {
+        TYPES_OFFSET_GO120
+    } else {
+        TYPES_OFFSET_GO118
+    };
+    for (addr, by) in candidates() {
+        if let Some(md) = read(elf, addr, pclntab_addr, types_off, by) {
+            return Some(md);
+        }
+    }
+    scan(elf, pclntab_addr, types_off)
+}
+
+fn read(
+    elf: &ElfImage,
+    addr: u64,
+    pclntab_addr: u64,
+    types_off: u64,
+    by: FoundBy,
+) -> Option<ModuleData> {
+    if elf.u64_at(addr)? != pclntab_addr {
+        return None;
+    }
+    let text = elf.u64_at(addr + TEXT_OFFSET)?;
+    let etext = elf.u64_at(addr + ETEXT_OFFSET)?;
+    let types = elf.u64_at(addr + types_off)?;
+    let text_ok = elf
+        .segments
+        .iter()
+        .any(|s| s.executable && text >= s.vaddr && text < s.vaddr + s.memsz);
+    if !text_ok || etext < text || elf.bytes_at(types, 1).is_none() {
+        return None;
+    }
+    Some(ModuleData {
+        addr,
+        text,
+        etext,
+        types,
+        found_by: by,
+    })
+}
+
+/// Stripped binaries: moduledata is in a writable segment and starts with the pclntab address.
+fn scan(elf: &ElfImage, pclntab_addr: u64, types_off: u64) -> Option<ModuleData> {
+    let needle = pclntab_addr.to_le_bytes();
+    for seg in elf.segments.iter().filter(|s| !s.executable) {
+        let start = usize::try_from(seg.offset).ok()?;
+        let end = start
+            .checked_add(usize::try_from(seg.filesz).ok()?)?
+            .min(elf.data.len());
+        let bytes = elf.data.get(start..end)?;
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            if chunk == needle {
+                let addr = seg.vaddr + (i as u64) * 8;
+                if let Some(md) = read(elf, addr, pclntab_addr, types_off, FoundBy::Scan) {
+                    return Some(md);
+                }
+            }
+        }
+    }
+    None
+}

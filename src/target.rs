@@ -1,0 +1,38 @@
+//! The traced process as the OS sees it: its executable, liveness and load bias, read from /proc.
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+/// The executable of a running process, resolved through its own root (works across containers).
+pub fn exe_of(pid: u32) -> Result<PathBuf> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if !proc_dir.exists() {
+        bail!("no such process: {pid}");
+    }
+    let link = std::fs::read_link(proc_dir.join("exe")).with_context(|| {
+        format!("cannot read the executable of process {pid} (needs the same user or root)")
+    })?;
+    // /proc/PID/exe opens the file even when it lives in another mount namespace.
+    let _ = link;
+    Ok(proc_dir.join("exe"))
+}
+
+/// Where the process mapped the first PT_LOAD of `exe`: runtime address − link address.
+pub fn load_bias(pid: u32, link_base: u64, pie: bool) -> Result<u64> {
+    if !pie {
+        return Ok(0);
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("no such process: {pid}"))?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("cannot read /proc/{pid}/maps"))?;
+    let exe = exe.to_string_lossy();
+    for line in maps.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() >= 6 && cols[5] == exe && cols[2] == "00000000" {
+            let start = u64::from_str_radix(cols[0].split('-').next().unwrap_or(""), 16)?;
+            return Ok(start.wrapping_sub(link_base & !0xfff));
+        }
+    }
+    bail!("process {pid} has no mapping of its executable at offset 0")
+}
