@@ -2,4 +2,8 @@
 //! and goroutine, and when maps grow. `gobin` knows Go binaries; `cli` is the command line.
 pub mod cli;
 pub mod gobin;
+pub mod hotkeys;
+pub mod report;
+pub mod keys;
+pub mod probe;
 pub mod target;

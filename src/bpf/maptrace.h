@@ -1,5 +1,5 @@
-/* Kernel-side structs shared by the BPF programs and userspace (mirrored by src/probe/abi.rs via
- * the skeleton's generated types). */
+/* Kernel-side structs shared by the BPF programs and userspace. The skeleton generates Rust
+ * types for them (src/probe/abi.rs re-exports those); change them here only. */
 #ifndef MAPTRACE_H
 #define MAPTRACE_H
 
@@ -7,6 +7,69 @@
 struct pt_regs {
 	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
 	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+/* Largest number of key bytes captured per write (--key-bytes is capped to this). */
+#define KEY_MAX 256
+/* String fields followed inside a generic (struct/array) key. */
+#define PLAN_MAX_STRINGS 4
+
+/* The attach cookie: (link-time address of the probe point << 8) | role. The probe's runtime
+ * address minus the former is the load bias, so events carry link-time addresses (PIE too). */
+#define COOKIE_ROLE_BITS 8
+/* Which runtime function fired. */
+enum probe_role {
+	ROLE_ASSIGN = 0,
+	ROLE_ASSIGN_FAST32 = 1,
+	ROLE_ASSIGN_FAST64 = 2,
+	ROLE_ASSIGN_FAST64PTR = 3,
+	ROLE_ASSIGN_FASTSTR = 4,
+};
+
+/* How a generic runtime.mapassign key is captured (value of struct key_plan.kind). */
+enum plan_kind {
+	PLAN_RAW = 0,      /* copy key_size bytes at the key pointer */
+	PLAN_STRINGS = 1,  /* raw bytes, then the contents of each string field */
+	PLAN_EFACE = 2,    /* interface{}: dynamic type, then its value (string contents or bytes) */
+	PLAN_IFACE = 3,    /* interface with methods: the same, reached through the itab */
+};
+
+/* Computed in userspace from the map type's key type; keyed by the map type's link-time address. */
+struct key_plan {
+	__u32 key_size;
+	__u8 kind;
+	__u8 nstrings;
+	__u16 string_offsets[PLAN_MAX_STRINGS];
+	__u16 _pad;
+};
+
+/* event.flags */
+#define EV_READ_FAILED 1   /* a user-memory read failed: key bytes are incomplete */
+#define EV_NO_PLAN 2       /* generic key of a map type with no plan: raw bytes only */
+#define EV_TRUNCATED 4     /* key longer than captured */
+
+/* One map write, as sent through the ring buffer: fixed header, then `captured` key bytes. */
+struct write_event {
+	__u64 ts_ns;
+	__u64 map_type;   /* RAX: map type descriptor (link-time address) */
+	__u64 map_ptr;    /* RBX: map header */
+	__u64 site;       /* [RSP]: return address into the writing function (link-time) */
+	__u64 goid;
+	__u32 pid;
+	__u32 tid;
+	__u32 key_len;    /* full key length in bytes (string length, or key size) */
+	__u16 captured;   /* key bytes that follow */
+	__u8 role;
+	__u8 flags;
+	__u8 key[KEY_MAX];
+};
+
+/* Indexes of the counters array. */
+enum counter {
+	CNT_HITS = 0,        /* probe hits that passed the pid filter */
+	CNT_LOST = 1,        /* events the ring buffer had no room for */
+	CNT_READ_FAILED = 2, /* events with a failed user-memory read */
+	CNT_MAX = 3,
 };
 
 #endif

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* Probes on Go's map-assign functions: count and record every map write. */
+/* Probes placed after the stack check of Go's map-assign functions: every write becomes one
+ * ring-buffer record with its map, key bytes, call site and goroutine. The attach cookie says
+ * which function fired; generic keys are read by plans computed in userspace. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "maptrace.h"
@@ -7,23 +9,224 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile __u32 target_tgid = 0;
+const volatile __u32 goid_offset = 0;
+const volatile __u32 key_bytes = 64;
 
+/* Userspace reads `struct write_event` from here. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 20);
+} events SEC(".maps");
+
+/* counter index -> count (per CPU: no contention on the hot path). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-} hits SEC(".maps");
+} counters SEC(".maps");
 
+/* map type descriptor (runtime address) -> how to capture its keys in runtime.mapassign. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct key_plan);
+} plans SEC(".maps");
+
+/* One event being built, per CPU (too large for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct write_event);
+} scratch SEC(".maps");
+
+struct write_event _event = {};
+struct key_plan _plan = {};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *n = bpf_map_lookup_elem(&counters, &idx);
+	if (n)
+		*n += 1;
+}
+
+/* Copies `len` user bytes to e->key[at..]; returns bytes copied. */
+static __always_inline __u32 capture(struct write_event *e, __u32 at, const void *src, __u32 len)
+{
+	__u32 room;
+	if (at >= key_bytes || at >= KEY_MAX)
+		return 0;
+	room = key_bytes - at;
+	if (len > room)
+		len = room;
+	if (len == 0)
+		return 0;
+	/* bounds the verifier can see */
+	at &= KEY_MAX - 1;
+	len &= KEY_MAX - 1;
+	if (at + len > KEY_MAX)
+		return 0;
+	if (bpf_probe_read_user(&e->key[at], len, src) != 0) {
+		e->flags |= EV_READ_FAILED;
+		return 0;
+	}
+	return len;
+}
+
+static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, __u64 bias)
+{
+	struct key_plan *plan = bpf_map_lookup_elem(&plans, &e->map_type);
+	__u32 got, at;
+	if (!plan) {
+		e->flags |= EV_NO_PLAN;
+		e->key_len = 16;
+		return capture(e, 0, keyp, 16);
+	}
+	if (plan->kind == PLAN_EFACE || plan->kind == PLAN_IFACE) {
+		/* eface/iface: word 0 = type (eface) or itab (iface), word 1 = data pointer */
+		__u64 words[2] = {};
+		__u64 dyn_type = 0, str[2] = {};
+		__u8 kind = 0;
+		__u64 size = 0;
+		if (bpf_probe_read_user(words, sizeof(words), keyp) != 0) {
+			e->flags |= EV_READ_FAILED;
+			return 0;
+		}
+		dyn_type = words[0];
+		if (plan->kind == PLAN_IFACE && dyn_type) /* itab->_type at +8 */
+			bpf_probe_read_user(&dyn_type, 8, (void *)(dyn_type + 8));
+		if (!dyn_type) {
+			__builtin_memcpy(&e->key[0], &dyn_type, 8);
+			e->key_len = 8;
+			return 8;
+		}
+		{
+			__u64 link_type = dyn_type - bias; /* userspace resolves link-time addresses */
+			__builtin_memcpy(&e->key[0], &link_type, 8);
+		}
+		bpf_probe_read_user(&kind, 1, (void *)(dyn_type + 23));
+		bpf_probe_read_user(&size, 8, (void *)dyn_type);
+		kind &= 0x1f;
+		if (kind == 24) { /* string: data -> string header */
+			if (bpf_probe_read_user(str, sizeof(str), (void *)words[1]) != 0) {
+				e->flags |= EV_READ_FAILED;
+				return 8;
+			}
+			e->key_len = 8 + str[1];
+			return 8 + capture(e, 8, (void *)str[0], str[1] > KEY_MAX ? KEY_MAX : str[1]);
+		}
+		if (kind == 22 || kind == 26 || kind == 18 || kind == 21 || kind == 19) {
+			/* pointer-shaped: the data word is the value */
+			__builtin_memcpy(&e->key[8], &words[1], 8);
+			e->key_len = 16;
+			return 16;
+		}
+		if (size > 32)
+			size = 32;
+		e->key_len = 8 + size;
+		return 8 + capture(e, 8, (void *)words[1], size);
+	}
+	e->key_len = plan->key_size;
+	got = capture(e, 0, keyp, plan->key_size);
+	if (plan->kind != PLAN_STRINGS)
+		return got;
+	at = got;
+#pragma unroll
+	for (int i = 0; i < PLAN_MAX_STRINGS; i++) {
+		__u64 hdr[2];
+		__u16 off;
+		if (i >= plan->nstrings)
+			break;
+		off = plan->string_offsets[i];
+		if (off + 16 > got)
+			break;
+		off &= KEY_MAX - 1;
+		if (off + 16 > KEY_MAX)
+			break;
+		__builtin_memcpy(hdr, &e->key[off], 16);
+		e->key_len += hdr[1];
+		at += capture(e, at, (void *)hdr[0], hdr[1] > KEY_MAX ? KEY_MAX : hdr[1]);
+	}
+	return at;
+}
+
+static __always_inline int handle_write(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	struct write_event *e;
+	__u32 captured = 0, size;
+	__u64 cookie, bias;
+	__u8 role;
+
+	if ((pid_tgid >> 32) != target_tgid)
+		return 0;
+	count(CNT_HITS);
+	e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	cookie = bpf_get_attach_cookie(ctx);
+	role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
+	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
+	e->ts_ns = bpf_ktime_get_ns();
+	e->map_type = ctx->ax - bias;
+	e->map_ptr = ctx->bx;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->role = role;
+	e->flags = 0;
+	e->site = 0;
+	e->goid = 0;
+	bpf_probe_read_user(&e->site, 8, (void *)ctx->sp);
+	e->site -= bias;
+	if (goid_offset)
+		bpf_probe_read_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
+
+	switch (role) {
+	case ROLE_ASSIGN_FASTSTR:
+		e->key_len = ctx->di;
+		captured = capture(e, 0, (void *)ctx->cx, ctx->di > KEY_MAX ? KEY_MAX : ctx->di);
+		break;
+	case ROLE_ASSIGN_FAST32:
+		e->key_len = 4;
+		__builtin_memcpy(&e->key[0], &ctx->cx, 4);
+		captured = 4;
+		break;
+	case ROLE_ASSIGN_FAST64:
+	case ROLE_ASSIGN_FAST64PTR:
+		e->key_len = 8;
+		__builtin_memcpy(&e->key[0], &ctx->cx, 8);
+		captured = 8;
+		break;
+	default:
+		captured = capture_generic(e, (void *)ctx->cx, bias);
+		break;
+	}
+	if (e->key_len > captured && !(e->flags & EV_READ_FAILED))
+		e->flags |= EV_TRUNCATED;
+	if (e->flags & EV_READ_FAILED)
+		count(CNT_READ_FAILED);
+	e->captured = captured;
+	size = __builtin_offsetof(struct write_event, key) + captured;
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP) != 0)
+		count(CNT_LOST);
+	return 0;
+}
+
+/* One uprobe_multi link for all assign functions (kernel >= 6.6)... */
+SEC("uprobe.multi")
+int on_mapassign_multi(struct pt_regs *ctx)
+{
+	return handle_write(ctx);
+}
+
+/* ...or one classic uprobe link per function where uprobe_multi is missing. */
 SEC("uprobe")
 int on_mapassign(struct pt_regs *ctx)
 {
-	__u32 zero = 0;
-	__u64 *n;
-	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
-		return 0;
-	n = bpf_map_lookup_elem(&hits, &zero);
-	if (n)
-		__sync_fetch_and_add(n, 1);
-	return 0;
+	return handle_write(ctx);
 }

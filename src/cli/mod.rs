@@ -1,5 +1,6 @@
 //! Command-line interface: what the user typed (clap) and dispatch to one module per command.
 mod inspect;
+mod run;
 
 use std::process::ExitCode;
 
@@ -12,7 +13,9 @@ the Go program.";
 const EXAMPLES: &str = "Examples:
   ebpf-map-trace inspect ./server              # what can be traced in this binary, no root needed
   ebpf-map-trace inspect -p $(pidof server) --json
-  ebpf-map-trace inspect ./server --type 0x4a1b20 --pc 0x48f00c";
+  ebpf-map-trace inspect ./server --type 0x4a1b20 --pc 0x48f00c
+  sudo ebpf-map-trace run -- ./server            # exact counts from start to exit
+  sudo ebpf-map-trace run -p $(pidof server) --duration 10 --json report.json";
 
 #[derive(Parser)]
 #[command(name = "ebpf-map-trace", version, about = ABOUT, after_help = EXAMPLES)]
@@ -24,6 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Inspect(inspect::Args),
+    Run(run::Args),
 }
 
 /// Parses arguments, runs the command, and turns any failure into one line on stderr.
@@ -31,6 +35,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,

@@ -56,7 +56,7 @@ impl GoBinary {
 
     pub fn parse(data: Vec<u8>) -> Result<Self> {
         let elf = ElfImage::parse(data)?;
-        let pcln_section = elf.section(".gopclntab").cloned();
+        let pcln_section = elf.section(".gopclntab").cloned().or_else(|| find_pclntab(&elf));
         let build = match elf.section(".go.buildinfo") {
             Some(s) => {
                 let bytes = elf
@@ -142,4 +142,38 @@ fn read_go_string(elf: &ElfImage, addr: u64, ptr_size: usize) -> Option<String> 
     let data = bytes::word_at(hdr, 0, ptr_size)?;
     let len = usize::try_from(bytes::word_at(hdr, ptr_size, ptr_size)?).ok()?;
     Some(String::from_utf8_lossy(elf.exact_bytes_at(data, len.min(1 << 20))?).into_owned())
+}
+
+/// PIE binaries of Go ≤1.20 keep the table inside `.data.rel.ro` with no section of its own:
+/// find its header (magic, two zero pad bytes, pc quantum, pointer size) in non-code segments.
+fn find_pclntab(elf: &ElfImage) -> Option<elf::Section> {
+    for seg in elf.segments.iter().filter(|s| !s.executable) {
+        let start = usize::try_from(seg.offset).ok()?;
+        let end = start.checked_add(usize::try_from(seg.filesz).ok()?)?.min(elf.data.len());
+        let bytes = elf.data.get(start..end)?;
+        for (i, w) in bytes.chunks_exact(8).enumerate() {
+            let header_ok = matches!(w[0], 0xf0 | 0xf1 | 0xfa | 0xfb)
+                && w[1..4] == [0xff, 0xff, 0xff]
+                && w[4..6] == [0, 0]
+                && matches!(w[6], 1 | 2 | 4)
+                && w[7] == 8;
+            if !header_ok {
+                continue;
+            }
+            let off = (i * 8) as u64;
+            let candidate = elf::Section {
+                name: ".gopclntab".into(),
+                addr: seg.vaddr + off,
+                size: seg.filesz - off,
+                offset: Some(seg.offset + off),
+                compressed: false,
+            };
+            let data = elf.section_data(&candidate)?;
+            // A real table parses: its function entries are sorted and its names resolve.
+            if Pclntab::parse(data.to_vec(), elf.section(".text").map(|t| t.addr).unwrap_or(0)).is_ok_and(|t| !t.funcs().is_empty()) {
+                return Some(candidate);
+            }
+        }
+    }
+    None
 }

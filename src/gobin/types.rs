@@ -308,3 +308,37 @@ impl<'a> TypeReader<'a> {
         })
     }
 }
+
+impl TypeReader<'_> {
+    /// Every map type descriptor stored in the binary, found by scanning the segment that holds
+    /// type data for 8-aligned descriptors of kind Map whose name starts with `map[`.
+    /// (Map types made at run time by `reflect.MapOf` are not in the file.)
+    pub fn map_types(&self) -> Vec<GoType> {
+        let Some(seg) = self
+            .elf
+            .segments
+            .iter()
+            .find(|s| self.types_base >= s.vaddr && self.types_base < s.vaddr + s.filesz)
+        else {
+            return Vec::new();
+        };
+        let end = seg.vaddr + seg.filesz;
+        let Some(bytes) = self.elf.bytes_at(self.types_base, (end - self.types_base) as usize) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut off = 0usize;
+        while off + TYPE_HEADER + 16 <= bytes.len() {
+            // size == 8 (a map is a pointer) and kind == Map, before any costly check.
+            if bytes[off + 23] & 0x1f == 21 && u64_at(bytes, off) == Some(8) {
+                if let Ok(t) = self.read(self.types_base + off as u64) {
+                    if t.name.starts_with("map[") {
+                        out.push(t);
+                    }
+                }
+            }
+            off += 8;
+        }
+        out
+    }
+}

@@ -1,0 +1,175 @@
+//! `run`: exact tracing of a command from its first instruction (`run -- CMD`), or of a running
+//! process (`run -p PID`) until Ctrl-C, `--duration` or its exit; then the report.
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::gobin::GoBinary;
+use crate::hotkeys::exact::ExactCounts;
+use crate::keys::{plans_for_binary, Decoders};
+use crate::probe::events::WriteEvent;
+use crate::probe::launch::{resolve_command, HeldChild};
+use crate::probe::session::{Config, Session};
+use crate::report::{self, table};
+
+#[derive(clap::Args)]
+#[command(
+    about = "Count every map write of a Go program exactly, then print its hot keys",
+    after_help = "Examples:
+  ebpf-map-trace run -- ./server -port 8080      # trace from the first instruction to exit
+  ebpf-map-trace run -p $(pidof server) --duration 10 --json report.json
+  ebpf-map-trace run --top 20 --key-bytes 128 -- ./bench"
+)]
+pub struct Args {
+    /// Trace this running process instead of starting a command.
+    #[arg(short, long, conflicts_with = "command")]
+    pid: Option<u32>,
+    /// Stop after this many seconds (default: until the target exits or Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Keys shown per map.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Bytes of each key captured (longer keys are cut and marked truncated; at most 256).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=256))]
+    key_bytes: u32,
+    /// Show keys only as hashes.
+    #[arg(long)]
+    redact: bool,
+    /// Also write the report as JSON (schema ebpf-map-trace/report/v1) to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// The command to start and trace, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+enum Target {
+    Child(HeldChild),
+    Running(u32),
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let (exe, mut target) = match (args.pid, args.command.first()) {
+        (Some(pid), _) => (crate::target::exe_of(pid)?, Target::Running(pid)),
+        (None, Some(cmd)) => {
+            let exe = resolve_command(cmd)?;
+            (exe, Target::Child(HeldChild::spawn(&resolve_command(cmd)?, &args.command)?))
+        }
+        (None, None) => bail!("nothing to trace: give -p PID or a command after `--` (see --help)"),
+    };
+    let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
+    let pid = match &target {
+        Target::Child(c) => c.pid,
+        Target::Running(p) => *p,
+    };
+    let types = bin.types();
+    let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
+    let mut storage = MaybeUninit::uninit();
+    let mut session = Session::start(&mut storage, &bin, &exe, &Config { pid, key_bytes: args.key_bytes }, &plans)?;
+    install_signal_handlers();
+
+    let state = RefCell::new((ExactCounts::default(), Decoders::default()));
+    let mut builder = libbpf_rs::RingBufferBuilder::new();
+    builder
+        .add(&session.skel.maps.events, |data: &[u8]| {
+            if let Some(ev) = WriteEvent::parse(data) {
+                let mut st = state.borrow_mut();
+                let (counts, decoders) = &mut *st;
+                let key = decoders.decode(&ev, types.as_ref());
+                counts.add(&ev, key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
+            }
+            0
+        })
+        .context("setting up the ring buffer")?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+
+    let started = Instant::now();
+    if let Target::Child(c) = &mut target {
+        c.release()?;
+    }
+    let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let mut exit_status = None;
+    loop {
+        ring.consume().context("reading events")?;
+        if STOP.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        match &target {
+            Target::Child(c) => {
+                if let Some(s) = c.try_wait() {
+                    exit_status = Some(s);
+                    break;
+                }
+            }
+            Target::Running(p) => {
+                if !process_alive(*p) {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    ring.consume().context("reading events")?;
+    session.detach();
+    ring.consume().context("reading events")?;
+    let counters = session.counters();
+    drop(ring);
+
+    let (counts, _) = state.into_inner();
+    let rep = report::build(
+        &bin,
+        &counts,
+        &report::Meta {
+            pid,
+            binary: exe.display().to_string(),
+            duration_s: elapsed,
+            lost_events: counters.lost,
+            top: args.top,
+            redact: args.redact,
+        },
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rep)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprint!("{}", table::render(&rep));
+    if counters.lost > 0 {
+        eprintln!("ebpf-map-trace: warning: {} writes were lost (ring buffer full): counts are lower bounds", counters.lost);
+    }
+    let status = match (&target, exit_status) {
+        (_, Some(s)) => s,
+        (Target::Child(c), None) => c.wait(),
+        (Target::Running(_), None) => 0,
+    };
+    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+fn process_alive(pid: u32) -> bool {
+    // A zombie still has /proc/PID; its state line says Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}

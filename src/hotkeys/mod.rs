@@ -1,0 +1,2 @@
+//! Counting writes per map, site and key. `exact` keeps every key's exact count (exact mode).
+pub mod exact;

@@ -1,0 +1,204 @@
+//! An exact-mode tracing session: loads the write probe configured for one process, installs
+//! key plans, attaches to every map-assign function (one uprobe_multi link where the kernel has
+//! it, else one link per function) and owns the links: dropping the session detaches them.
+use std::mem::MaybeUninit;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, UprobeMultiOpts, UprobeOpts};
+
+use super::abi::{self, KeyPlan, MapwriteSkel, MapwriteSkelBuilder, COOKIE_ROLE_BITS, KEY_MAX};
+use crate::gobin::{Arch, GoBinary, ProbeSite};
+use crate::keys::Plan;
+
+pub struct Config {
+    pub pid: u32,
+    /// Key bytes captured per write (≤ 256).
+    pub key_bytes: u32,
+}
+
+/// How the probes were attached, for the report and for `--verbose` users.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    pub functions: Vec<String>,
+    pub multi_link: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub hits: u64,
+    pub lost: u64,
+    pub read_failed: u64,
+}
+
+pub struct Session<'obj> {
+    pub skel: MapwriteSkel<'obj>,
+    links: Vec<Link>,
+    pub attached: Attached,
+}
+
+/// Checks what the kernel and our privileges must give before anything is loaded.
+pub fn preflight() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root && !has_caps() {
+        bail!("missing privileges: tracing needs root, or CAP_BPF and CAP_PERFMON (e.g. sudo ebpf-map-trace ...)");
+    }
+    if !Path::new("/sys/bus/event_source/devices/uprobe").exists() {
+        bail!("this kernel has no uprobes (CONFIG_UPROBE_EVENTS): /sys/bus/event_source/devices/uprobe is missing");
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): BPF programs cannot be verified here");
+    }
+    Ok(())
+}
+
+fn has_caps() -> bool {
+    // CAP_PERFMON = 38, CAP_BPF = 39 in the effective set (CapEff in /proc/self/status).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 38) != 0 && caps & (1 << 39) != 0)
+}
+
+fn uprobe_multi_supported() -> bool {
+    // uprobe_multi links arrived in Linux 6.6.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 6)
+}
+
+/// The assign functions to probe, each with its probe point; a function without a recognised
+/// prologue is an error (never a silent gap in the counts).
+pub fn assign_sites(bin: &GoBinary) -> Result<Vec<(ProbeSite, u64, u8)>> {
+    if bin.arch() != Arch::X86_64 {
+        bail!("unsupported architecture {}: tracing works on x86-64 only", bin.arch());
+    }
+    let mut out = Vec::new();
+    for site in bin.map_functions() {
+        let Some(role) = abi::probe_role(site.role) else { continue };
+        let point = site.probe.clone().map_err(|e| anyhow!("cannot place a probe: {e}"))?;
+        out.push((site, point.file_offset, role));
+    }
+    if out.is_empty() {
+        bail!("no map-assign function found in the binary: it never writes a Go map (or they were renamed)");
+    }
+    Ok(out)
+}
+
+/// Bytes of a plain-old-data value.
+fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: T is a Copy #[repr(C)] struct generated from C with no padding-sensitive reads
+    // on the other side; the slice lives no longer than the borrow.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+impl<'obj> Session<'obj> {
+    pub fn start(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        bin: &GoBinary,
+        exe: &Path,
+        cfg: &Config,
+        plans: &[(u64, Plan)],
+    ) -> Result<Session<'obj>> {
+        preflight()?;
+        let sites = assign_sites(bin)?;
+        let multi = uprobe_multi_supported();
+        let mut open = MapwriteSkelBuilder::default().open(storage).context("opening the BPF object")?;
+        let rodata = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF object has no rodata"))?;
+        rodata.target_tgid = cfg.pid;
+        rodata.key_bytes = cfg.key_bytes.min(KEY_MAX as u32);
+        rodata.goid_offset = bin.goid_offset().map(|g| g.offset as u32).unwrap_or(0);
+        open.progs.on_mapassign_multi.set_autoload(multi);
+        open.progs.on_mapassign.set_autoload(!multi);
+        let skel = open.load().map_err(|e| load_error(e.into()))?;
+        for (addr, plan) in plans {
+            let mut kp = KeyPlan { key_size: plan.key_size, kind: plan.kind, nstrings: plan.string_offsets.len() as u8, ..Default::default() };
+            for (i, off) in plan.string_offsets.iter().enumerate() {
+                kp.string_offsets[i] = *off;
+            }
+            skel.maps
+                .plans
+                .update(&addr.to_le_bytes(), pod_bytes(&kp), MapFlags::ANY)
+                .context("installing a key plan")?;
+        }
+        let cookie = |site: &ProbeSite, role: u8| -> u64 {
+            let probe_addr = site.addr + site.probe.as_ref().map(|p| p.offset).unwrap_or(0);
+            (probe_addr << COOKIE_ROLE_BITS) | u64::from(role)
+        };
+        let mut links = Vec::new();
+        if multi {
+            let opts = UprobeMultiOpts {
+                offsets: sites.iter().map(|(_, off, _)| *off as usize).collect(),
+                cookies: sites.iter().map(|(s, _, r)| cookie(s, *r)).collect(),
+                ..Default::default()
+            };
+            links.push(
+                skel.progs
+                    .on_mapassign_multi
+                    .attach_uprobe_multi_with_opts(cfg.pid as i32, exe, "", opts)
+                    .map_err(|e| attach_error(e.into(), cfg.pid))?,
+            );
+        } else {
+            for (s, off, role) in &sites {
+                let opts = UprobeOpts { cookie: cookie(s, *role), ..Default::default() };
+                links.push(
+                    skel.progs
+                        .on_mapassign
+                        .attach_uprobe_with_opts(cfg.pid as i32, exe, *off as usize, opts)
+                        .map_err(|e| attach_error(e.into(), cfg.pid))?,
+                );
+            }
+        }
+        Ok(Session {
+            skel,
+            links,
+            attached: Attached { functions: sites.iter().map(|(s, _, _)| s.function.clone()).collect(), multi_link: multi },
+        })
+    }
+
+    /// Kernel-side counters summed over CPUs.
+    pub fn counters(&self) -> Counters {
+        let read = |idx: u32| -> u64 {
+            self.skel
+                .maps
+                .counters
+                .lookup_percpu(&idx.to_le_bytes(), MapFlags::ANY)
+                .ok()
+                .flatten()
+                .map(|per_cpu| per_cpu.iter().map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default())).sum())
+                .unwrap_or(0)
+        };
+        Counters { hits: read(abi::CNT_HITS), lost: read(abi::CNT_LOST), read_failed: read(abi::CNT_READ_FAILED) }
+    }
+
+    /// Detaches every probe now (also done on drop).
+    pub fn detach(&mut self) {
+        self.links.clear();
+    }
+
+    pub fn attached_links(&self) -> usize {
+        self.links.len()
+    }
+}
+
+fn load_error(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        anyhow!("missing privileges: loading BPF needs root, or CAP_BPF and CAP_PERFMON")
+    } else {
+        e.context("loading the BPF programs")
+    }
+}
+
+fn attach_error(e: anyhow::Error, pid: u32) -> anyhow::Error {
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return anyhow!("process exited: {pid} ended before the probes were attached");
+    }
+    e.context(format!("attaching uprobes to process {pid}"))
+}

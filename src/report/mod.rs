@@ -1,0 +1,201 @@
+//! The report: what was measured, as the versioned JSON schema `ebpf-map-trace/report/v1`
+//! (`json`) and as a table for the terminal (`table`). Built from exact counts plus what the
+//! binary says about types and sites.
+pub mod table;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::gobin::types::Detail;
+use crate::gobin::{GoBinary, MapImpl};
+use crate::hotkeys::exact::{ExactCounts, MapCounts};
+
+pub const SCHEMA: &str = "ebpf-map-trace/report/v1";
+
+/// Instances of one map type written from one site are listed as one group when there are more
+/// than this many (maps made per request, or living on a goroutine stack).
+pub const GROUP_THRESHOLD: usize = 4;
+
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub schema: &'static str,
+    pub target: Target,
+    pub mode: &'static str,
+    pub duration_s: f64,
+    pub coverage: f64,
+    pub writes_observed: u64,
+    pub lost_events: u64,
+    pub read_failures: u64,
+    pub grouping: String,
+    pub maps: Vec<MapReport>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Target {
+    pub pid: u32,
+    pub binary: String,
+    pub go_version: String,
+    pub map_impl: MapImpl,
+}
+
+#[derive(Serialize, Debug)]
+pub struct MapReport {
+    /// Header address, or `group:<type>@<site>` for grouped instances.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub key_type: String,
+    pub instances: usize,
+    pub writes: u64,
+    pub writes_estimated: u64,
+    pub distinct_keys: usize,
+    pub goroutines: usize,
+    /// Map length and grows: measured by the map-internals probes (not attached in this mode).
+    pub len: Option<u64>,
+    pub grows: Option<u64>,
+    pub sites: Vec<SiteReport>,
+    pub top_keys: Vec<KeyReport>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct SiteReport {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+    pub pc: String,
+    pub writes: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct KeyReport {
+    pub key: String,
+    pub writes: u64,
+    pub writes_estimated: u64,
+    pub error_bound: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+pub struct Meta {
+    pub pid: u32,
+    pub binary: String,
+    pub duration_s: f64,
+    pub lost_events: u64,
+    pub top: usize,
+    pub redact: bool,
+}
+
+/// The call site of a return address: the call instruction is the byte before it.
+pub fn site_of(bin: &GoBinary, ret: u64) -> SiteReport {
+    let pc = ret.saturating_sub(1);
+    let line = bin.pclntab.source_line(pc);
+    SiteReport {
+        function: bin.pclntab.func_at(pc).map(|f| f.name.clone()).unwrap_or_else(|| "?".into()),
+        file: line.as_ref().map(|l| l.file.clone()).unwrap_or_default(),
+        line: line.map(|l| l.line).unwrap_or(0),
+        pc: format!("{ret:#x}"),
+        writes: 0,
+    }
+}
+
+pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
+    let types = bin.types();
+    let name_of = |addr: u64| -> (String, String) {
+        let Some(r) = types.as_ref() else { return (format!("type@{addr:#x}"), "?".into()) };
+        match r.read(addr) {
+            Ok(t) => {
+                let key = match t.detail {
+                    Detail::Map { key, .. } => r.read(key).map(|k| k.name).unwrap_or_else(|_| "?".into()),
+                    _ => "?".into(),
+                };
+                (t.name, key)
+            }
+            Err(_) => (format!("type@{addr:#x}"), "?".into()),
+        }
+    };
+    // Group instances of a type by their main write site.
+    let mut buckets: HashMap<(u64, u64), Vec<&MapCounts>> = HashMap::new();
+    for m in counts.maps.values() {
+        buckets.entry((m.map_type, m.main_site())).or_default().push(m);
+    }
+    let mut maps = Vec::new();
+    for ((map_type, site), instances) in buckets {
+        let (type_name, key_type) = name_of(map_type);
+        if instances.len() > GROUP_THRESHOLD {
+            let mut merged = MapCounts { map_type, ..Default::default() };
+            for m in &instances {
+                merged.merge(m);
+            }
+            maps.push(map_report(bin, &merged, format!("group:{type_name}@{site:#x}"), type_name, key_type, instances.len(), meta));
+        } else {
+            for m in instances {
+                maps.push(map_report(bin, m, format!("{:#x}", m.map_ptr), type_name.clone(), key_type.clone(), 1, meta));
+            }
+        }
+    }
+    maps.sort_by(|a, b| b.writes.cmp(&a.writes).then_with(|| a.id.cmp(&b.id)));
+    Report {
+        schema: SCHEMA,
+        target: Target {
+            pid: meta.pid,
+            binary: meta.binary.clone(),
+            go_version: bin.build.go_version.clone(),
+            map_impl: bin.map_impl,
+        },
+        mode: "exact",
+        duration_s: meta.duration_s,
+        coverage: 1.0,
+        writes_observed: counts.events,
+        lost_events: meta.lost_events,
+        read_failures: counts.read_failed,
+        grouping: format!(
+            "instances of one map type whose main write site is the same are listed as one group (id group:TYPE@SITE) when there are more than {GROUP_THRESHOLD}"
+        ),
+        maps,
+    }
+}
+
+fn map_report(bin: &GoBinary, m: &MapCounts, id: String, type_name: String, key_type: String, instances: usize, meta: &Meta) -> MapReport {
+    let mut sites: Vec<SiteReport> = m
+        .sites
+        .iter()
+        .map(|(ret, n)| SiteReport { writes: *n, ..site_of(bin, *ret) })
+        .collect();
+    sites.sort_by(|a, b| b.writes.cmp(&a.writes).then_with(|| a.pc.cmp(&b.pc)));
+    let top_keys = m
+        .top_keys(meta.top)
+        .into_iter()
+        .map(|k| KeyReport {
+            key: if meta.redact { redact(&k.text) } else { k.text.clone() },
+            writes: k.writes,
+            writes_estimated: k.writes,
+            error_bound: 0,
+            truncated: k.truncated,
+        })
+        .collect();
+    MapReport {
+        id,
+        type_name,
+        key_type,
+        instances,
+        writes: m.writes,
+        writes_estimated: m.writes,
+        distinct_keys: m.keys.len(),
+        goroutines: m.goroutines.len(),
+        len: None,
+        grows: None,
+        sites,
+        top_keys,
+    }
+}
+
+/// A key shown only as a stable hash (FNV-1a 64), for `--redact`.
+pub fn redact(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("#{h:016x}")
+}

@@ -1,0 +1,39 @@
+//! The report as text for a terminal: maps by writes, each with its sites and top keys.
+use std::fmt::Write;
+
+use super::Report;
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "ebpf-map-trace: pid {} ({}, {} maps), {} mode, {:.2}s, {} writes observed, {} lost, {} with unreadable keys",
+        r.target.pid,
+        r.target.go_version,
+        match r.target.map_impl {
+            crate::gobin::MapImpl::Classic => "classic",
+            crate::gobin::MapImpl::Swiss => "swiss",
+        },
+        r.mode,
+        r.duration_s,
+        r.writes_observed,
+        r.lost_events,
+        r.read_failures
+    );
+    if r.maps.is_empty() {
+        let _ = writeln!(o, "\nno map writes seen");
+    }
+    for m in &r.maps {
+        let share = |n: u64| if m.writes == 0 { 0.0 } else { 100.0 * n as f64 / m.writes as f64 };
+        let inst = if m.instances > 1 { format!(", {} instances", m.instances) } else { String::new() };
+        let _ = writeln!(o, "\n{}  {}  {} writes, {} distinct keys{inst}", m.type_name, m.id, m.writes, m.distinct_keys);
+        for s in &m.sites {
+            let _ = writeln!(o, "    site  {:>10} {:>5.1}%  {} {}:{}", s.writes, share(s.writes), s.function, s.file, s.line);
+        }
+        for (i, k) in m.top_keys.iter().enumerate() {
+            let key = if k.truncated { format!("{}…", k.key) } else { k.key.clone() };
+            let _ = writeln!(o, "    #{:<3} {:>10} {:>5.1}%  {}", i + 1, k.writes, share(k.writes), key);
+        }
+    }
+    o
+}
