@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Probes placed after the stack check of Go's map-assign functions: every write becomes one
  * ring-buffer record with its map, key bytes, call site and goroutine. The attach cookie says
- * which function fired; generic keys are read by plans computed in userspace. */
+ * which function fired; generic keys are read by plans computed in userspace. The programs are
+ * sleepable so that reads of not-yet-faulted pages (type descriptors in .rodata, fresh heap)
+ * fault them in instead of failing (bpf_copy_from_user). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "maptrace.h"
@@ -34,14 +36,6 @@ struct {
 	__type(value, struct key_plan);
 } plans SEC(".maps");
 
-/* One event being built, per CPU (too large for the BPF stack). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct write_event);
-} scratch SEC(".maps");
-
 struct write_event _event = {};
 struct key_plan _plan = {};
 
@@ -68,7 +62,7 @@ static __always_inline __u32 capture(struct write_event *e, __u32 at, const void
 	len &= KEY_MAX - 1;
 	if (at + len > KEY_MAX)
 		return 0;
-	if (bpf_probe_read_user(&e->key[at], len, src) != 0) {
+	if (bpf_copy_from_user(&e->key[at], len, src) != 0) {
 		e->flags |= EV_READ_FAILED;
 		return 0;
 	}
@@ -90,13 +84,13 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 		__u64 dyn_type = 0, str[2] = {};
 		__u8 kind = 0;
 		__u64 size = 0;
-		if (bpf_probe_read_user(words, sizeof(words), keyp) != 0) {
+		if (bpf_copy_from_user(words, sizeof(words), keyp) != 0) {
 			e->flags |= EV_READ_FAILED;
 			return 0;
 		}
 		dyn_type = words[0];
 		if (plan->kind == PLAN_IFACE && dyn_type) /* itab->_type at +8 */
-			bpf_probe_read_user(&dyn_type, 8, (void *)(dyn_type + 8));
+			bpf_copy_from_user(&dyn_type, 8, (void *)(dyn_type + 8));
 		if (!dyn_type) {
 			__builtin_memcpy(&e->key[0], &dyn_type, 8);
 			e->key_len = 8;
@@ -106,11 +100,11 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 			__u64 link_type = dyn_type - bias; /* userspace resolves link-time addresses */
 			__builtin_memcpy(&e->key[0], &link_type, 8);
 		}
-		bpf_probe_read_user(&kind, 1, (void *)(dyn_type + 23));
-		bpf_probe_read_user(&size, 8, (void *)dyn_type);
+		bpf_copy_from_user(&kind, 1, (void *)(dyn_type + 23));
+		bpf_copy_from_user(&size, 8, (void *)dyn_type);
 		kind &= 0x1f;
 		if (kind == 24) { /* string: data -> string header */
-			if (bpf_probe_read_user(str, sizeof(str), (void *)words[1]) != 0) {
+			if (bpf_copy_from_user(str, sizeof(str), (void *)words[1]) != 0) {
 				e->flags |= EV_READ_FAILED;
 				return 8;
 			}
@@ -155,18 +149,21 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 static __always_inline int handle_write(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 zero = 0;
 	struct write_event *e;
-	__u32 captured = 0, size;
+	__u32 captured = 0;
 	__u64 cookie, bias;
 	__u8 role;
 
 	if ((pid_tgid >> 32) != target_tgid)
 		return 0;
 	count(CNT_HITS);
-	e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e)
+	/* Reserved in the ring buffer itself: a sleepable program may be preempted, so no per-CPU
+	 * scratch buffer could be shared safely. */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(CNT_LOST);
 		return 0;
+	}
 	cookie = bpf_get_attach_cookie(ctx);
 	role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
 	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
@@ -179,10 +176,10 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	e->flags = 0;
 	e->site = 0;
 	e->goid = 0;
-	bpf_probe_read_user(&e->site, 8, (void *)ctx->sp);
+	bpf_copy_from_user(&e->site, 8, (void *)ctx->sp);
 	e->site -= bias;
 	if (goid_offset)
-		bpf_probe_read_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
+		bpf_copy_from_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
 
 	switch (role) {
 	case ROLE_ASSIGN_FASTSTR:
@@ -209,23 +206,19 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	if (e->flags & EV_READ_FAILED)
 		count(CNT_READ_FAILED);
 	e->captured = captured;
-	size = __builtin_offsetof(struct write_event, key) + captured;
-	if (size > sizeof(*e))
-		size = sizeof(*e);
-	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP) != 0)
-		count(CNT_LOST);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
 /* One uprobe_multi link for all assign functions (kernel >= 6.6)... */
-SEC("uprobe.multi")
+SEC("uprobe.multi.s")
 int on_mapassign_multi(struct pt_regs *ctx)
 {
 	return handle_write(ctx);
 }
 
 /* ...or one classic uprobe link per function where uprobe_multi is missing. */
-SEC("uprobe")
+SEC("uprobe.s")
 int on_mapassign(struct pt_regs *ctx)
 {
 	return handle_write(ctx);
