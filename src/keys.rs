@@ -3,7 +3,7 @@
 //! text as Go's `%v` prints it.
 use std::collections::HashMap;
 
-use crate::gobin::types::{Kind, KeyLayout, TypeReader};
+use crate::gobin::types::{KeyLayout, Kind, TypeReader};
 use crate::probe::abi::{PLAN_EFACE, PLAN_IFACE, PLAN_MAX_STRINGS, PLAN_RAW, PLAN_STRINGS};
 
 /// How `runtime.mapassign` keys of one map type are captured in BPF (mirrors `struct key_plan`).
@@ -33,7 +33,11 @@ impl Plan {
         offsets.retain(|&o| o <= 240);
         offsets.truncate(PLAN_MAX_STRINGS);
         Plan {
-            kind: if offsets.is_empty() { PLAN_RAW } else { PLAN_STRINGS },
+            kind: if offsets.is_empty() {
+                PLAN_RAW
+            } else {
+                PLAN_STRINGS
+            },
             key_size,
             string_offsets: offsets.into_iter().map(|o| o as u16).collect(),
             partial,
@@ -49,7 +53,11 @@ fn string_offsets(layout: &KeyLayout, base: u64, out: &mut Vec<u64>) {
                 string_offsets(l, base + off, out);
             }
         }
-        KeyLayout::Array { elem, elem_size, len } => {
+        KeyLayout::Array {
+            elem,
+            elem_size,
+            len,
+        } => {
             for i in 0..(*len).min(64) {
                 string_offsets(elem, base + i * elem_size, out);
             }
@@ -91,7 +99,11 @@ pub struct KeyDecoder {
 impl KeyDecoder {
     pub fn new(layout: Option<KeyLayout>, key_size: u64) -> Self {
         let plan = layout.as_ref().map(|l| Plan::for_layout(l, key_size));
-        KeyDecoder { layout, plan, dyn_types: HashMap::new() }
+        KeyDecoder {
+            layout,
+            plan,
+            dyn_types: HashMap::new(),
+        }
     }
 
     pub fn plan(&self) -> Option<&Plan> {
@@ -107,7 +119,13 @@ impl KeyDecoder {
     }
 
     /// `bytes` as captured, `full_len` the key's full length as the BPF side measured it.
-    pub fn decode(&mut self, enc: Encoding, bytes: &[u8], full_len: u32, types: Option<&TypeReader<'_>>) -> Key {
+    pub fn decode(
+        &mut self,
+        enc: Encoding,
+        bytes: &[u8],
+        full_len: u32,
+        types: Option<&TypeReader<'_>>,
+    ) -> Key {
         let truncated = (full_len as usize) > bytes.len();
         match enc {
             Encoding::Str => Key {
@@ -120,11 +138,19 @@ impl KeyDecoder {
                     Some(l) => render_flat(l, bytes),
                     None => hex(bytes),
                 };
-                Key { id: bytes.to_vec(), text, truncated }
+                Key {
+                    id: bytes.to_vec(),
+                    text,
+                    truncated,
+                }
             }
             Encoding::RawThenStrings => {
                 let Some(plan) = self.plan.as_ref() else {
-                    return Key { id: bytes.to_vec(), text: hex(bytes), truncated };
+                    return Key {
+                        id: bytes.to_vec(),
+                        text: hex(bytes),
+                        truncated,
+                    };
                 };
                 let size = (plan.key_size as usize).min(bytes.len());
                 let (raw, contents) = bytes.split_at(size);
@@ -137,7 +163,9 @@ impl KeyDecoder {
                         break;
                     }
                     id[off..off + 8].fill(0); // the pointer does not identify the string
-                    let len = u64::from_le_bytes(raw[off + 8..off + 16].try_into().unwrap_or_default()) as usize;
+                    let len =
+                        u64::from_le_bytes(raw[off + 8..off + 16].try_into().unwrap_or_default())
+                            as usize;
                     let take = len.min(cursor.len());
                     strings.push((off, &cursor[..take]));
                     cursor = &cursor[take..];
@@ -147,13 +175,21 @@ impl KeyDecoder {
                     Some(l) => render(l, raw, 0, &strings),
                     None => hex(bytes),
                 };
-                Key { id: with_len(&id, full_len, truncated), text, truncated }
+                Key {
+                    id: with_len(&id, full_len, truncated),
+                    text,
+                    truncated,
+                }
             }
             Encoding::Interface => {
                 let (ty, value) = bytes.split_at(8.min(bytes.len()));
                 let ty_addr = u64::from_le_bytes(ty.try_into().unwrap_or_default());
                 if ty_addr == 0 {
-                    return Key { id: bytes.to_vec(), text: "<nil>".into(), truncated };
+                    return Key {
+                        id: bytes.to_vec(),
+                        text: "<nil>".into(),
+                        truncated,
+                    };
                 }
                 let resolved = self
                     .dyn_types
@@ -169,7 +205,11 @@ impl KeyDecoder {
                     Some((_, l)) => render_flat(l, value),
                     None => hex(value),
                 };
-                Key { id: with_len(bytes, full_len, truncated), text, truncated }
+                Key {
+                    id: with_len(bytes, full_len, truncated),
+                    text,
+                    truncated,
+                }
             }
         }
     }
@@ -213,9 +253,17 @@ fn render(layout: &KeyLayout, bytes: &[u8], at: usize, strings: &[(usize, &[u8])
                 (((v << shift) as i64) >> shift).to_string()
             })
             .unwrap_or_else(|| "?".into()),
-        KeyLayout::Uint { size } => uint(*size).map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+        KeyLayout::Uint { size } => uint(*size)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into()),
         KeyLayout::Float { size } => uint(*size)
-            .map(|v| if *size == 4 { go_float(f64::from(f32::from_bits(v as u32)), 32) } else { go_float(f64::from_bits(v), 64) })
+            .map(|v| {
+                if *size == 4 {
+                    go_float(f64::from(f32::from_bits(v as u32)), 32)
+                } else {
+                    go_float(f64::from_bits(v), 64)
+                }
+            })
             .unwrap_or_else(|| "?".into()),
         KeyLayout::Complex { size } => {
             let half = *size / 2;
@@ -224,11 +272,19 @@ fn render(layout: &KeyLayout, bytes: &[u8], at: usize, strings: &[(usize, &[u8])
                 let mut buf = [0u8; 8];
                 buf[..b.len()].copy_from_slice(b);
                 let v = u64::from_le_bytes(buf);
-                Some(if half == 4 { go_float(f64::from(f32::from_bits(v as u32)), 32) } else { go_float(f64::from_bits(v), 64) })
+                Some(if half == 4 {
+                    go_float(f64::from(f32::from_bits(v as u32)), 32)
+                } else {
+                    go_float(f64::from_bits(v), 64)
+                })
             };
             match (part(0), part(half as usize)) {
                 (Some(re), Some(im)) => {
-                    let sign = if im.starts_with('-') || im.starts_with('+') { "" } else { "+" };
+                    let sign = if im.starts_with('-') || im.starts_with('+') {
+                        ""
+                    } else {
+                        "+"
+                    };
                     format!("({re}{sign}{im}i)")
                 }
                 _ => "?".into(),
@@ -244,7 +300,11 @@ fn render(layout: &KeyLayout, bytes: &[u8], at: usize, strings: &[(usize, &[u8])
             .find(|(o, _)| *o == at)
             .map(|(_, s)| String::from_utf8_lossy(s).into_owned())
             .unwrap_or_else(|| "?".into()),
-        KeyLayout::Array { elem, elem_size, len } => {
+        KeyLayout::Array {
+            elem,
+            elem_size,
+            len,
+        } => {
             let items: Vec<String> = (0..*len)
                 .map(|i| render(elem, bytes, at + (i * elem_size) as usize, strings))
                 .collect();
@@ -269,14 +329,22 @@ pub fn go_float(v: f64, bits: u32) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
-    let sci = if bits == 32 { format!("{:e}", v as f32) } else { format!("{v:e}") };
+    let sci = if bits == 32 {
+        format!("{:e}", v as f32)
+    } else {
+        format!("{v:e}")
+    };
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits = mantissa.trim_start_matches('-').replace('.', "").len() as i32;
     let mut eprec = 6;
-    if eprec > digits && digits >= exp + 1 {
+    if eprec > digits && digits > exp {
         eprec = digits;
     }
     if exp < -4 || exp >= eprec {
@@ -299,7 +367,9 @@ mod tests {
     use super::*;
 
     fn key_struct() -> KeyLayout {
-        KeyLayout::Struct { fields: vec![(0, KeyLayout::Int { size: 8 }), (8, KeyLayout::String)] }
+        KeyLayout::Struct {
+            fields: vec![(0, KeyLayout::Int { size: 8 }), (8, KeyLayout::String)],
+        }
     }
 
     #[test]
@@ -323,15 +393,28 @@ mod tests {
 
     #[test]
     fn arrays_ints_pointers_render_like_go() {
-        let arr = KeyLayout::Array { elem: Box::new(KeyLayout::Int { size: 8 }), elem_size: 8, len: 3 };
+        let arr = KeyLayout::Array {
+            elem: Box::new(KeyLayout::Int { size: 8 }),
+            elem_size: 8,
+            len: 3,
+        };
         let mut b = Vec::new();
         for v in [1i64, -2, 3] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         assert_eq!(render_flat(&arr, &b), "[1 -2 3]");
-        assert_eq!(render_flat(&KeyLayout::Uint { size: 4 }, &7u32.to_le_bytes()), "7");
-        assert_eq!(render_flat(&KeyLayout::Int { size: 4 }, &(-7i32).to_le_bytes()), "-7");
-        assert_eq!(render_flat(&KeyLayout::Pointer, &0xc000012345u64.to_le_bytes()), "0xc000012345");
+        assert_eq!(
+            render_flat(&KeyLayout::Uint { size: 4 }, &7u32.to_le_bytes()),
+            "7"
+        );
+        assert_eq!(
+            render_flat(&KeyLayout::Int { size: 4 }, &(-7i32).to_le_bytes()),
+            "-7"
+        );
+        assert_eq!(
+            render_flat(&KeyLayout::Pointer, &0xc000012345u64.to_le_bytes()),
+            "0xc000012345"
+        );
         assert_eq!(render_flat(&KeyLayout::Bool, &[1]), "true");
     }
 
@@ -358,11 +441,18 @@ mod tests {
     fn plans_follow_strings_in_structs_and_arrays() {
         let p = Plan::for_layout(&key_struct(), 24);
         assert_eq!((p.kind, p.string_offsets.clone()), (PLAN_STRINGS, vec![8]));
-        let arr = KeyLayout::Array { elem: Box::new(KeyLayout::String), elem_size: 16, len: 6 };
+        let arr = KeyLayout::Array {
+            elem: Box::new(KeyLayout::String),
+            elem_size: 16,
+            len: 6,
+        };
         let p = Plan::for_layout(&arr, 96);
         assert_eq!(p.string_offsets.len(), PLAN_MAX_STRINGS);
         assert!(p.partial);
-        assert_eq!(Plan::for_layout(&KeyLayout::Interface { empty: true }, 16).kind, PLAN_EFACE);
+        assert_eq!(
+            Plan::for_layout(&KeyLayout::Interface { empty: true }, 16).kind,
+            PLAN_EFACE
+        );
     }
 }
 
@@ -374,20 +464,31 @@ pub struct Decoders {
 
 impl Decoders {
     /// The decoder for the map type at `map_type` (link-time address).
-    pub fn for_map_type(&mut self, map_type: u64, types: Option<&TypeReader<'_>>) -> &mut KeyDecoder {
+    pub fn for_map_type(
+        &mut self,
+        map_type: u64,
+        types: Option<&TypeReader<'_>>,
+    ) -> &mut KeyDecoder {
         self.by_type.entry(map_type).or_insert_with(|| {
             let key = types.and_then(|r| match r.read(map_type).ok()?.detail {
                 crate::gobin::types::Detail::Map { key, .. } => Some(key),
                 _ => None,
             });
             let layout = key.and_then(|k| types?.key_layout(k).ok());
-            let size = key.and_then(|k| types?.read(k).ok()).map(|t| t.size).unwrap_or(0);
+            let size = key
+                .and_then(|k| types?.read(k).ok())
+                .map(|t| t.size)
+                .unwrap_or(0);
             KeyDecoder::new(layout, size)
         })
     }
 
     /// Decodes the key of one write event.
-    pub fn decode(&mut self, ev: &crate::probe::events::WriteEvent, types: Option<&TypeReader<'_>>) -> Key {
+    pub fn decode(
+        &mut self,
+        ev: &crate::probe::events::WriteEvent,
+        types: Option<&TypeReader<'_>>,
+    ) -> Key {
         use crate::probe::abi::EV_NO_PLAN;
         let d = self.for_map_type(ev.map_type, types);
         let enc = match ev.role {
@@ -407,7 +508,9 @@ pub fn plans_for_binary(types: &TypeReader<'_>) -> Vec<(u64, Plan)> {
         .map_types()
         .into_iter()
         .filter_map(|t| {
-            let crate::gobin::types::Detail::Map { key, .. } = t.detail else { return None };
+            let crate::gobin::types::Detail::Map { key, .. } = t.detail else {
+                return None;
+            };
             let size = types.read(key).ok()?.size;
             let layout = types.key_layout(key).ok()?;
             Some((t.addr, Plan::for_layout(&layout, size)))

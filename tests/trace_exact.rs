@@ -15,7 +15,11 @@ const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "tracing tests need root (CAP_BPF + CAP_PERFMON): run them as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "tracing tests need root (CAP_BPF + CAP_PERFMON): run them as root"
+    );
 }
 
 fn read_json(path: &Path) -> Value {
@@ -25,37 +29,66 @@ fn read_json(path: &Path) -> Value {
 
 /// Compares every scenario's exact counts with the report's map of the same id.
 fn assert_counts_match(label: &str, program_out: &[Value], report: &Value, top: usize) {
-    let maps: HashMap<&str, &Value> = report["maps"].as_array().unwrap().iter().map(|m| (m["id"].as_str().unwrap(), m)).collect();
+    let maps: HashMap<&str, &Value> = report["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m))
+        .collect();
     let mut scenarios = 0;
     for c in program_out.iter().filter(|v| v["event"] == "counts") {
         scenarios += 1;
         let sc = c["scenario"].as_str().unwrap();
         let id = c["id"].as_str().unwrap();
-        let m = maps.get(id).unwrap_or_else(|| panic!("{label} {sc}: map {id} not in the report"));
+        let m = maps
+            .get(id)
+            .unwrap_or_else(|| panic!("{label} {sc}: map {id} not in the report"));
         assert_eq!(m["type"], c["type"], "{label} {sc}: type");
         assert_eq!(m["writes"], c["total"], "{label} {sc}: total writes");
         // Per writing function.
         let mut by_func: HashMap<String, u64> = HashMap::new();
         for s in m["sites"].as_array().unwrap() {
-            *by_func.entry(s["function"].as_str().unwrap().to_string()).or_default() += s["writes"].as_u64().unwrap();
+            *by_func
+                .entry(s["function"].as_str().unwrap().to_string())
+                .or_default() += s["writes"].as_u64().unwrap();
         }
         for (f, n) in c["funcs"].as_object().unwrap() {
-            assert_eq!(by_func.get(f).copied().unwrap_or(0), n.as_u64().unwrap(), "{label} {sc}: writes from {f}");
+            assert_eq!(
+                by_func.get(f).copied().unwrap_or(0),
+                n.as_u64().unwrap(),
+                "{label} {sc}: writes from {f}"
+            );
         }
         // Top keys: same counts, same ranking of counts.
-        let truth: HashMap<&str, u64> = c["keys"].as_array().unwrap().iter().map(|k| (k["key"].as_str().unwrap(), k["writes"].as_u64().unwrap())).collect();
+        let truth: HashMap<&str, u64> = c["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["key"].as_str().unwrap(), k["writes"].as_u64().unwrap()))
+            .collect();
         let mut truth_counts: Vec<u64> = truth.values().copied().collect();
         truth_counts.sort_unstable_by(|a, b| b.cmp(a));
         let top_keys = m["top_keys"].as_array().unwrap();
-        assert_eq!(top_keys.len(), top.min(truth.len()), "{label} {sc}: number of top keys");
+        assert_eq!(
+            top_keys.len(),
+            top.min(truth.len()),
+            "{label} {sc}: number of top keys"
+        );
         for (i, k) in top_keys.iter().enumerate() {
             let key = k["key"].as_str().unwrap();
             let writes = k["writes"].as_u64().unwrap();
-            assert_eq!(truth.get(key).copied(), Some(writes), "{label} {sc}: key {key:?}");
+            assert_eq!(
+                truth.get(key).copied(),
+                Some(writes),
+                "{label} {sc}: key {key:?}"
+            );
             assert_eq!(writes, truth_counts[i], "{label} {sc}: rank {i}");
         }
     }
-    assert!(scenarios >= 10, "{label}: only {scenarios} scenarios printed");
+    assert!(
+        scenarios >= 10,
+        "{label}: only {scenarios} scenarios printed"
+    );
 }
 
 #[test]
@@ -73,13 +106,23 @@ fn exact_counts_equal_the_programs_own_for_every_toolchain_and_variant() {
             .args(["-n", "3000"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{label}: tracer failed: {}", String::from_utf8_lossy(&out.stderr));
-        let program: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(
+            out.status.success(),
+            "{label}: tracer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let program: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let report = read_json(&json);
         assert_eq!(report["schema"], "ebpf-map-trace/report/v1");
         assert_eq!(report["lost_events"], 0, "{label}: lost events");
         assert_eq!(report["read_failures"], 0, "{label}: unreadable keys");
-        assert!(report["target"]["go_version"].as_str().unwrap().starts_with(&format!("go{}", tc.version)));
+        assert!(report["target"]["go_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("go{}", tc.version)));
         assert_counts_match(&label, &program, &report, 20);
     }
 }
@@ -90,14 +133,26 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     d
 }
 
-/// Starts `keys -wait`, returns the child and its stdout reader after the ready line.
-fn start_waiting(path: &Path, n: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
-    let mut child = Command::new(path).args(["-wait", "-n", n]).stdout(Stdio::piped()).spawn().unwrap();
+/// Starts `keys -wait`, returns the child and its stdout reader after the ready line. The caller
+/// waits for the child; a test that panics on the way leaves the reaping to the test harness.
+#[allow(clippy::zombie_processes)]
+fn start_waiting(
+    path: &Path,
+    n: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(path)
+        .args(["-wait", "-n", n])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut rd = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(rd.read_line(&mut line).unwrap() > 0, "program ended before ready");
+        assert!(
+            rd.read_line(&mut line).unwrap() > 0,
+            "program ended before ready"
+        );
         if line.contains("\"ready\"") {
             return (child, rd);
         }
@@ -106,7 +161,10 @@ fn start_waiting(path: &Path, n: &str) -> (std::process::Child, BufReader<std::p
 
 /// Our BPF programs as `bpftool prog show` lists them: (owning pids line, if any) per program.
 fn our_programs() -> Vec<Option<String>> {
-    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool (apt package bpftool) is needed");
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool (apt package bpftool) is needed");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut progs = Vec::new();
     let mut current: Option<Option<String>> = None;
@@ -130,7 +188,13 @@ fn our_programs() -> Vec<Option<String>> {
 
 /// Probes held by the tracer process `pid`.
 fn probes_of(pid: u32) -> usize {
-    our_programs().iter().filter(|p| p.as_deref().is_some_and(|s| s.contains(&format!("({pid})")))).count()
+    our_programs()
+        .iter()
+        .filter(|p| {
+            p.as_deref()
+                .is_some_and(|s| s.contains(&format!("({pid})")))
+        })
+        .count()
 }
 
 /// Programs of ours that no process holds any more: probes left behind.
@@ -141,7 +205,10 @@ fn leaked_probes() -> usize {
 fn wait_attached(tracer: u32, label: &str) {
     let t0 = Instant::now();
     while probes_of(tracer) == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "{label}: tracer never attached");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{label}: tracer never attached"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -150,12 +217,22 @@ fn wait_attached(tracer: u32, label: &str) {
 fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behind() {
     require_root();
     let dir = tempdir("attach");
-    for (tc, variant, path) in common::matrix("keys").into_iter().filter(|(_, v, _)| *v != common::Variant::Stripped) {
+    for (tc, variant, path) in common::matrix("keys")
+        .into_iter()
+        .filter(|(_, v, _)| *v != common::Variant::Stripped)
+    {
         let label = format!("go{} {variant:?}", tc.version);
         let (mut child, mut rd) = start_waiting(&path, "2000");
         let json = dir.join(format!("{}-{variant:?}.json", tc.version));
         let mut tracer = Command::new(TRACER)
-            .args(["run", "--top", "20", "-p", &child.id().to_string(), "--json"])
+            .args([
+                "run",
+                "--top",
+                "20",
+                "-p",
+                &child.id().to_string(),
+                "--json",
+            ])
             .arg(&json)
             .stderr(Stdio::piped())
             .spawn()
@@ -165,14 +242,22 @@ fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behin
         unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
-        let program: Vec<Value> = rest.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+        let program: Vec<Value> = rest
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         // The program has finished writing; stop the tracer with Ctrl-C.
         unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
         let st = tracer.wait().unwrap();
         assert!(st.success(), "{label}: tracer exit {st:?}");
         let status = child.wait().unwrap();
         assert!(status.success(), "{label}: target harmed: {status:?}");
-        assert_eq!(probes_of(tracer.id()), 0, "{label}: probes left behind after the tracer exited");
+        assert_eq!(
+            probes_of(tracer.id()),
+            0,
+            "{label}: probes left behind after the tracer exited"
+        );
         assert_eq!(leaked_probes(), 0, "{label}: probes held by no process");
         assert_counts_match(&label, &program, &read_json(&json), 20);
     }
@@ -183,17 +268,30 @@ fn sigint_in_pid_mode_detaches_while_the_target_keeps_running() {
     require_root();
     let path = common::build("keys", &common::toolchains()[4], common::Variant::Plain);
     let (mut child, mut rd) = start_waiting(&path, "100");
-    let mut tracer = Command::new(TRACER).args(["run", "-p", &child.id().to_string()]).stderr(Stdio::null()).spawn().unwrap();
+    let mut tracer = Command::new(TRACER)
+        .args(["run", "-p", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_attached(tracer.id(), "sigint");
     unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
     assert!(tracer.wait().unwrap().success());
     assert_eq!(probes_of(tracer.id()), 0, "probes left behind");
     assert_eq!(leaked_probes(), 0, "probes held by no process");
     // The target is still waiting, alive; now let it run to a normal exit.
-    assert!(child.try_wait().unwrap().is_none(), "target died with the tracer");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "target died with the tracer"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
-    assert!(rest.contains("\"counts\""), "target did not finish its work");
-    assert!(child.wait().unwrap().success(), "target did not exit normally");
+    assert!(
+        rest.contains("\"counts\""),
+        "target did not finish its work"
+    );
+    assert!(
+        child.wait().unwrap().success(),
+        "target did not exit normally"
+    );
 }
