@@ -159,58 +159,62 @@ fn start_waiting(
     }
 }
 
-/// Our BPF programs as `bpftool prog show` lists them: (owning pids line, if any) per program.
-fn our_programs() -> Vec<Option<String>> {
+/// Ids of the BPF links (uprobe / uprobe_multi) that process `pid` holds, from its fdinfo.
+fn links_of(pid: u32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("link_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// Link ids the kernel still has (`bpftool link show`).
+fn kernel_links() -> Vec<u64> {
     let out = Command::new("bpftool")
-        .args(["prog", "show"])
+        .args(["link", "show"])
         .output()
         .expect("bpftool (apt package bpftool) is needed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut progs = Vec::new();
-    let mut current: Option<Option<String>> = None;
-    for line in text.lines() {
-        if !line.starts_with(char::is_whitespace) {
-            if let Some(p) = current.take() {
-                progs.push(p);
-            }
-            if line.contains("name on_mapassign") {
-                current = Some(None);
-            }
-        } else if let Some(p) = current.as_mut() {
-            if let Some(pids) = line.trim().strip_prefix("pids ") {
-                *p = Some(pids.to_string());
-            }
-        }
-    }
-    progs.extend(current);
-    progs
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').next()?.trim().parse().ok())
+        .collect()
 }
 
-/// Probes held by the tracer process `pid`.
-fn probes_of(pid: u32) -> usize {
-    our_programs()
-        .iter()
-        .filter(|p| {
-            p.as_deref()
-                .is_some_and(|s| s.contains(&format!("({pid})")))
-        })
-        .count()
-}
-
-/// Programs of ours that no process holds any more: probes left behind.
-fn leaked_probes() -> usize {
-    our_programs().iter().filter(|p| p.is_none()).count()
-}
-
-fn wait_attached(tracer: u32, label: &str) {
+/// Waits for the tracer to hold its links; returns their ids.
+fn wait_attached(tracer: u32, label: &str) -> Vec<u64> {
     let t0 = Instant::now();
-    while probes_of(tracer) == 0 {
+    loop {
+        let links = links_of(tracer);
+        if !links.is_empty() {
+            assert!(
+                kernel_links().iter().any(|id| links.contains(id)),
+                "{label}: links not known to the kernel"
+            );
+            return links;
+        }
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "{label}: tracer never attached"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// After the tracer exited, none of its links may remain in the kernel.
+fn assert_no_links_left(links: &[u64], label: &str) {
+    let left: Vec<u64> = kernel_links()
+        .into_iter()
+        .filter(|id| links.contains(id))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{label}: probes left behind: links {left:?}"
+    );
 }
 
 #[test]
@@ -237,7 +241,7 @@ fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behin
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        wait_attached(tracer.id(), &label);
+        let links = wait_attached(tracer.id(), &label);
         // SAFETY: signalling our own child processes.
         unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
         let mut rest = String::new();
@@ -253,12 +257,7 @@ fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behin
         assert!(st.success(), "{label}: tracer exit {st:?}");
         let status = child.wait().unwrap();
         assert!(status.success(), "{label}: target harmed: {status:?}");
-        assert_eq!(
-            probes_of(tracer.id()),
-            0,
-            "{label}: probes left behind after the tracer exited"
-        );
-        assert_eq!(leaked_probes(), 0, "{label}: probes held by no process");
+        assert_no_links_left(&links, &label);
         assert_counts_match(&label, &program, &read_json(&json), 20);
     }
 }
@@ -273,11 +272,10 @@ fn sigint_in_pid_mode_detaches_while_the_target_keeps_running() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_attached(tracer.id(), "sigint");
+    let links = wait_attached(tracer.id(), "sigint");
     unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
     assert!(tracer.wait().unwrap().success());
-    assert_eq!(probes_of(tracer.id()), 0, "probes left behind");
-    assert_eq!(leaked_probes(), 0, "probes held by no process");
+    assert_no_links_left(&links, "sigint");
     // The target is still waiting, alive; now let it run to a normal exit.
     assert!(
         child.try_wait().unwrap().is_none(),
