@@ -3,7 +3,7 @@
 pub mod cli;
 pub mod gobin;
 pub mod hotkeys;
-pub mod report;
 pub mod keys;
 pub mod probe;
+pub mod report;
 pub mod target;

@@ -74,7 +74,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (Some(pid), _) => (crate::target::exe_of(pid)?, Target::Running(pid)),
         (None, Some(cmd)) => {
             let exe = resolve_command(cmd)?;
-            (exe, Target::Child(HeldChild::spawn(&resolve_command(cmd)?, &args.command)?))
+            (
+                exe,
+                Target::Child(HeldChild::spawn(&resolve_command(cmd)?, &args.command)?),
+            )
         }
         (None, None) => bail!("nothing to trace: give -p PID or a command after `--` (see --help)"),
     };
@@ -86,7 +89,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
     let mut storage = MaybeUninit::uninit();
-    let mut session = Session::start(&mut storage, &bin, &exe, &Config { pid, key_bytes: args.key_bytes }, &plans)?;
+    let mut session = Session::start(
+        &mut storage,
+        &bin,
+        &exe,
+        &Config {
+            pid,
+            key_bytes: args.key_bytes,
+        },
+        &plans,
+    )?;
     install_signal_handlers();
 
     let state = RefCell::new((ExactCounts::default(), Decoders::default()));
@@ -108,7 +120,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Target::Child(c) = &mut target {
         c.release()?;
     }
-    let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let deadline = args
+        .duration
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let mut exit_status = None;
     loop {
         ring.consume().context("reading events")?;
@@ -169,7 +183,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
 fn process_alive(pid: u32) -> bool {
     // A zombie still has /proc/PID; its state line says Z.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }

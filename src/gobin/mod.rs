@@ -56,7 +56,10 @@ impl GoBinary {
 
     pub fn parse(data: Vec<u8>) -> Result<Self> {
         let elf = ElfImage::parse(data)?;
-        let pcln_section = elf.section(".gopclntab").cloned().or_else(|| find_pclntab(&elf));
+        let pcln_section = elf
+            .section(".gopclntab")
+            .cloned()
+            .or_else(|| find_pclntab(&elf));
         let build = match elf.section(".go.buildinfo") {
             Some(s) => {
                 let bytes = elf
@@ -149,7 +152,9 @@ fn read_go_string(elf: &ElfImage, addr: u64, ptr_size: usize) -> Option<String> 
 fn find_pclntab(elf: &ElfImage) -> Option<elf::Section> {
     for seg in elf.segments.iter().filter(|s| !s.executable) {
         let start = usize::try_from(seg.offset).ok()?;
-        let end = start.checked_add(usize::try_from(seg.filesz).ok()?)?.min(elf.data.len());
+        let end = start
+            .checked_add(usize::try_from(seg.filesz).ok()?)?
+            .min(elf.data.len());
         let bytes = elf.data.get(start..end)?;
         for (i, w) in bytes.chunks_exact(8).enumerate() {
             let header_ok = matches!(w[0], 0xf0 | 0xf1 | 0xfa | 0xfb)
@@ -170,7 +175,12 @@ fn find_pclntab(elf: &ElfImage) -> Option<elf::Section> {
             };
             let data = elf.section_data(&candidate)?;
             // A real table parses: its function entries are sorted and its names resolve.
-            if Pclntab::parse(data.to_vec(), elf.section(".text").map(|t| t.addr).unwrap_or(0)).is_ok_and(|t| !t.funcs().is_empty()) {
+            if Pclntab::parse(
+                data.to_vec(),
+                elf.section(".text").map(|t| t.addr).unwrap_or(0),
+            )
+            .is_ok_and(|t| !t.funcs().is_empty())
+            {
                 return Some(candidate);
             }
         }

@@ -323,7 +323,10 @@ impl TypeReader<'_> {
             return Vec::new();
         };
         let end = seg.vaddr + seg.filesz;
-        let Some(bytes) = self.elf.bytes_at(self.types_base, (end - self.types_base) as usize) else {
+        let Some(bytes) = self
+            .elf
+            .bytes_at(self.types_base, (end - self.types_base) as usize)
+        else {
             return Vec::new();
         };
         let mut out = Vec::new();

@@ -30,7 +30,11 @@ impl MapCounts {
     fn add(&mut self, ev: &WriteEvent, key: Key) {
         self.writes += 1;
         *self.sites.entry(ev.site).or_default() += 1;
-        let k = self.keys.entry(key.id).or_insert_with(|| KeyCount { text: key.text, truncated: key.truncated, writes: 0 });
+        let k = self.keys.entry(key.id).or_insert_with(|| KeyCount {
+            text: key.text,
+            truncated: key.truncated,
+            writes: 0,
+        });
         k.writes += 1;
         if self.goroutines.len() < 100_000 {
             self.goroutines.insert(ev.goid);
@@ -45,7 +49,10 @@ impl MapCounts {
             *self.sites.entry(*s).or_default() += n;
         }
         for (id, k) in &other.keys {
-            let e = self.keys.entry(id.clone()).or_insert_with(|| KeyCount { writes: 0, ..k.clone() });
+            let e = self.keys.entry(id.clone()).or_insert_with(|| KeyCount {
+                writes: 0,
+                ..k.clone()
+            });
             e.writes += k.writes;
         }
         self.goroutines.extend(other.goroutines.iter().copied());
@@ -53,7 +60,11 @@ impl MapCounts {
 
     /// The site with the most writes.
     pub fn main_site(&self) -> u64 {
-        self.sites.iter().max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s))).map(|(s, _)| *s).unwrap_or(0)
+        self.sites
+            .iter()
+            .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+            .map(|(s, _)| *s)
+            .unwrap_or(0)
     }
 
     /// Keys by writes, descending (ties by text), at most `n`.
@@ -75,11 +86,14 @@ pub struct ExactCounts {
 impl ExactCounts {
     pub fn add(&mut self, ev: &WriteEvent, key: Key, read_failed: bool) {
         self.events += 1;
-        let m = self.maps.entry((ev.map_type, ev.map_ptr)).or_insert_with(|| MapCounts {
-            map_type: ev.map_type,
-            map_ptr: ev.map_ptr,
-            ..Default::default()
-        });
+        let m = self
+            .maps
+            .entry((ev.map_type, ev.map_ptr))
+            .or_insert_with(|| MapCounts {
+                map_type: ev.map_type,
+                map_ptr: ev.map_ptr,
+                ..Default::default()
+            });
         if read_failed {
             self.read_failed += 1;
             m.read_failed += 1;

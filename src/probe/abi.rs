@@ -1,6 +1,12 @@
 //! The kernel-side ABI in Rust: the skeleton generated from `src/bpf/*.bpf.c` and the constants
 //! of `src/bpf/maptrace.h` that the skeleton does not carry (enums and defines).
-#[allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, unused_imports)]
+#[allow(
+    clippy::all,
+    dead_code,
+    non_camel_case_types,
+    non_snake_case,
+    unused_imports
+)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/mapwrite.skel.rs"));
 }

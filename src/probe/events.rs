@@ -30,9 +30,15 @@ impl WriteEvent {
         // its size, and the header bytes are present (checked above).
         unsafe {
             let n = data.len().min(std::mem::size_of::<RawWriteEvent>());
-            std::ptr::copy_nonoverlapping(data.as_ptr(), (&mut raw as *mut RawWriteEvent).cast::<u8>(), n);
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                (&mut raw as *mut RawWriteEvent).cast::<u8>(),
+                n,
+            );
         }
-        let captured = usize::from(raw.captured).min(raw.key.len()).min(data.len() - EVENT_HEADER);
+        let captured = usize::from(raw.captured)
+            .min(raw.key.len())
+            .min(data.len() - EVENT_HEADER);
         Some(WriteEvent {
             ts_ns: raw.ts_ns,
             map_type: raw.map_type,

@@ -32,7 +32,8 @@ pub fn resolve_command(cmd: &str) -> Result<PathBuf> {
 impl HeldChild {
     /// Forks; the child blocks until `release` and then execs `argv` (argv[0] resolved to `exe`).
     pub fn spawn(exe: &Path, argv: &[String]) -> Result<HeldChild> {
-        let c_exe = CString::new(exe.as_os_str().as_encoded_bytes()).context("command path has a NUL byte")?;
+        let c_exe = CString::new(exe.as_os_str().as_encoded_bytes())
+            .context("command path has a NUL byte")?;
         let c_args: Vec<CString> = argv
             .iter()
             .map(|a| CString::new(a.as_bytes()))
@@ -46,7 +47,8 @@ impl HeldChild {
             bail!("pipe: {}", std::io::Error::last_os_error());
         }
         // SAFETY: both fds were just created and are owned here.
-        let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: after fork the child only calls async-signal-safe functions (close, read,
         // execv, _exit) on memory prepared before the fork.
         let pid = unsafe { libc::fork() };
@@ -69,7 +71,11 @@ impl HeldChild {
             }
         }
         drop(read_end);
-        Ok(HeldChild { pid: pid as u32, exe: exe.to_path_buf(), release: Some(write_end) })
+        Ok(HeldChild {
+            pid: pid as u32,
+            exe: exe.to_path_buf(),
+            release: Some(write_end),
+        })
     }
 
     /// Lets the child exec its command.
@@ -79,7 +85,10 @@ impl HeldChild {
             // SAFETY: writing one byte from a live buffer to an fd we own.
             let n = unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), 1) };
             if n != 1 {
-                bail!("cannot release the child: {}", std::io::Error::last_os_error());
+                bail!(
+                    "cannot release the child: {}",
+                    std::io::Error::last_os_error()
+                );
             }
         }
         Ok(())

@@ -77,12 +77,20 @@ fn uprobe_multi_supported() -> bool {
 /// prologue is an error (never a silent gap in the counts).
 pub fn assign_sites(bin: &GoBinary) -> Result<Vec<(ProbeSite, u64, u8)>> {
     if bin.arch() != Arch::X86_64 {
-        bail!("unsupported architecture {}: tracing works on x86-64 only", bin.arch());
+        bail!(
+            "unsupported architecture {}: tracing works on x86-64 only",
+            bin.arch()
+        );
     }
     let mut out = Vec::new();
     for site in bin.map_functions() {
-        let Some(role) = abi::probe_role(site.role) else { continue };
-        let point = site.probe.clone().map_err(|e| anyhow!("cannot place a probe: {e}"))?;
+        let Some(role) = abi::probe_role(site.role) else {
+            continue;
+        };
+        let point = site
+            .probe
+            .clone()
+            .map_err(|e| anyhow!("cannot place a probe: {e}"))?;
         out.push((site, point.file_offset, role));
     }
     if out.is_empty() {
@@ -109,8 +117,14 @@ impl<'obj> Session<'obj> {
         preflight()?;
         let sites = assign_sites(bin)?;
         let multi = uprobe_multi_supported();
-        let mut open = MapwriteSkelBuilder::default().open(storage).context("opening the BPF object")?;
-        let rodata = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF object has no rodata"))?;
+        let mut open = MapwriteSkelBuilder::default()
+            .open(storage)
+            .context("opening the BPF object")?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .ok_or_else(|| anyhow!("BPF object has no rodata"))?;
         rodata.target_tgid = cfg.pid;
         rodata.key_bytes = cfg.key_bytes.min(KEY_MAX as u32);
         rodata.goid_offset = bin.goid_offset().map(|g| g.offset as u32).unwrap_or(0);
@@ -118,7 +132,12 @@ impl<'obj> Session<'obj> {
         open.progs.on_mapassign.set_autoload(!multi);
         let skel = open.load().map_err(|e| load_error(e.into()))?;
         for (addr, plan) in plans {
-            let mut kp = KeyPlan { key_size: plan.key_size, kind: plan.kind, nstrings: plan.string_offsets.len() as u8, ..Default::default() };
+            let mut kp = KeyPlan {
+                key_size: plan.key_size,
+                kind: plan.kind,
+                nstrings: plan.string_offsets.len() as u8,
+                ..Default::default()
+            };
             for (i, off) in plan.string_offsets.iter().enumerate() {
                 kp.string_offsets[i] = *off;
             }
@@ -146,7 +165,10 @@ impl<'obj> Session<'obj> {
             );
         } else {
             for (s, off, role) in &sites {
-                let opts = UprobeOpts { cookie: cookie(s, *role), ..Default::default() };
+                let opts = UprobeOpts {
+                    cookie: cookie(s, *role),
+                    ..Default::default()
+                };
                 links.push(
                     skel.progs
                         .on_mapassign
@@ -158,7 +180,10 @@ impl<'obj> Session<'obj> {
         Ok(Session {
             skel,
             links,
-            attached: Attached { functions: sites.iter().map(|(s, _, _)| s.function.clone()).collect(), multi_link: multi },
+            attached: Attached {
+                functions: sites.iter().map(|(s, _, _)| s.function.clone()).collect(),
+                multi_link: multi,
+            },
         })
     }
 
@@ -171,10 +196,19 @@ impl<'obj> Session<'obj> {
                 .lookup_percpu(&idx.to_le_bytes(), MapFlags::ANY)
                 .ok()
                 .flatten()
-                .map(|per_cpu| per_cpu.iter().map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default())).sum())
+                .map(|per_cpu| {
+                    per_cpu
+                        .iter()
+                        .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default()))
+                        .sum()
+                })
                 .unwrap_or(0)
         };
-        Counters { hits: read(abi::CNT_HITS), lost: read(abi::CNT_LOST), read_failed: read(abi::CNT_READ_FAILED) }
+        Counters {
+            hits: read(abi::CNT_HITS),
+            lost: read(abi::CNT_LOST),
+            read_failed: read(abi::CNT_READ_FAILED),
+        }
     }
 
     /// Detaches every probe now (also done on drop).

@@ -91,7 +91,11 @@ pub fn site_of(bin: &GoBinary, ret: u64) -> SiteReport {
     let pc = ret.saturating_sub(1);
     let line = bin.pclntab.source_line(pc);
     SiteReport {
-        function: bin.pclntab.func_at(pc).map(|f| f.name.clone()).unwrap_or_else(|| "?".into()),
+        function: bin
+            .pclntab
+            .func_at(pc)
+            .map(|f| f.name.clone())
+            .unwrap_or_else(|| "?".into()),
         file: line.as_ref().map(|l| l.file.clone()).unwrap_or_default(),
         line: line.map(|l| l.line).unwrap_or(0),
         pc: format!("{ret:#x}"),
@@ -102,11 +106,15 @@ pub fn site_of(bin: &GoBinary, ret: u64) -> SiteReport {
 pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
     let types = bin.types();
     let name_of = |addr: u64| -> (String, String) {
-        let Some(r) = types.as_ref() else { return (format!("type@{addr:#x}"), "?".into()) };
+        let Some(r) = types.as_ref() else {
+            return (format!("type@{addr:#x}"), "?".into());
+        };
         match r.read(addr) {
             Ok(t) => {
                 let key = match t.detail {
-                    Detail::Map { key, .. } => r.read(key).map(|k| k.name).unwrap_or_else(|_| "?".into()),
+                    Detail::Map { key, .. } => {
+                        r.read(key).map(|k| k.name).unwrap_or_else(|_| "?".into())
+                    }
                     _ => "?".into(),
                 };
                 (t.name, key)
@@ -117,20 +125,42 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
     // Group instances of a type by their main write site.
     let mut buckets: HashMap<(u64, u64), Vec<&MapCounts>> = HashMap::new();
     for m in counts.maps.values() {
-        buckets.entry((m.map_type, m.main_site())).or_default().push(m);
+        buckets
+            .entry((m.map_type, m.main_site()))
+            .or_default()
+            .push(m);
     }
     let mut maps = Vec::new();
     for ((map_type, site), instances) in buckets {
         let (type_name, key_type) = name_of(map_type);
         if instances.len() > GROUP_THRESHOLD {
-            let mut merged = MapCounts { map_type, ..Default::default() };
+            let mut merged = MapCounts {
+                map_type,
+                ..Default::default()
+            };
             for m in &instances {
                 merged.merge(m);
             }
-            maps.push(map_report(bin, &merged, format!("group:{type_name}@{site:#x}"), type_name, key_type, instances.len(), meta));
+            maps.push(map_report(
+                bin,
+                &merged,
+                format!("group:{type_name}@{site:#x}"),
+                type_name,
+                key_type,
+                instances.len(),
+                meta,
+            ));
         } else {
             for m in instances {
-                maps.push(map_report(bin, m, format!("{:#x}", m.map_ptr), type_name.clone(), key_type.clone(), 1, meta));
+                maps.push(map_report(
+                    bin,
+                    m,
+                    format!("{:#x}", m.map_ptr),
+                    type_name.clone(),
+                    key_type.clone(),
+                    1,
+                    meta,
+                ));
             }
         }
     }
@@ -156,18 +186,35 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
     }
 }
 
-fn map_report(bin: &GoBinary, m: &MapCounts, id: String, type_name: String, key_type: String, instances: usize, meta: &Meta) -> MapReport {
-    let mut sites: Vec<SiteReport> = m
-        .sites
-        .iter()
-        .map(|(ret, n)| SiteReport { writes: *n, ..site_of(bin, *ret) })
-        .collect();
+fn map_report(
+    bin: &GoBinary,
+    m: &MapCounts,
+    id: String,
+    type_name: String,
+    key_type: String,
+    instances: usize,
+    meta: &Meta,
+) -> MapReport {
+    // Several calls on one source line (or inlined copies) are one site for the reader.
+    let mut by_line: HashMap<(String, String, u32), SiteReport> = HashMap::new();
+    for (ret, n) in &m.sites {
+        let s = site_of(bin, *ret);
+        by_line
+            .entry((s.function.clone(), s.file.clone(), s.line))
+            .or_insert(s)
+            .writes += n;
+    }
+    let mut sites: Vec<SiteReport> = by_line.into_values().collect();
     sites.sort_by(|a, b| b.writes.cmp(&a.writes).then_with(|| a.pc.cmp(&b.pc)));
     let top_keys = m
         .top_keys(meta.top)
         .into_iter()
         .map(|k| KeyReport {
-            key: if meta.redact { redact(&k.text) } else { k.text.clone() },
+            key: if meta.redact {
+                redact(&k.text)
+            } else {
+                k.text.clone()
+            },
             writes: k.writes,
             writes_estimated: k.writes,
             error_bound: 0,

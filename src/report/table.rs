@@ -3,6 +3,10 @@ use std::fmt::Write;
 
 use super::Report;
 
+/// Maps and sites shown per map; the JSON report has them all.
+const MAX_MAPS: usize = 10;
+const MAX_SITES: usize = 5;
+
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -23,17 +27,66 @@ pub fn render(r: &Report) -> String {
     if r.maps.is_empty() {
         let _ = writeln!(o, "\nno map writes seen");
     }
-    for m in &r.maps {
-        let share = |n: u64| if m.writes == 0 { 0.0 } else { 100.0 * n as f64 / m.writes as f64 };
-        let inst = if m.instances > 1 { format!(", {} instances", m.instances) } else { String::new() };
-        let _ = writeln!(o, "\n{}  {}  {} writes, {} distinct keys{inst}", m.type_name, m.id, m.writes, m.distinct_keys);
-        for s in &m.sites {
-            let _ = writeln!(o, "    site  {:>10} {:>5.1}%  {} {}:{}", s.writes, share(s.writes), s.function, s.file, s.line);
+    for m in r.maps.iter().take(MAX_MAPS) {
+        let share = |n: u64| {
+            if m.writes == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / m.writes as f64
+            }
+        };
+        let inst = if m.instances > 1 {
+            format!(", {} instances", m.instances)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "\n{}  {}  {} writes, {} distinct keys{inst}",
+            m.type_name, m.id, m.writes, m.distinct_keys
+        );
+        for s in m.sites.iter().take(MAX_SITES) {
+            let _ = writeln!(
+                o,
+                "    site  {:>10} {:>5.1}%  {} {}:{}",
+                s.writes,
+                share(s.writes),
+                s.function,
+                s.file,
+                s.line
+            );
+        }
+        if m.sites.len() > MAX_SITES {
+            let rest: u64 = m.sites[MAX_SITES..].iter().map(|s| s.writes).sum();
+            let _ = writeln!(
+                o,
+                "    ... {} more sites with {rest} writes",
+                m.sites.len() - MAX_SITES
+            );
         }
         for (i, k) in m.top_keys.iter().enumerate() {
-            let key = if k.truncated { format!("{}…", k.key) } else { k.key.clone() };
-            let _ = writeln!(o, "    #{:<3} {:>10} {:>5.1}%  {}", i + 1, k.writes, share(k.writes), key);
+            let key = if k.truncated {
+                format!("{}…", k.key)
+            } else {
+                k.key.clone()
+            };
+            let _ = writeln!(
+                o,
+                "    #{:<3} {:>10} {:>5.1}%  {}",
+                i + 1,
+                k.writes,
+                share(k.writes),
+                key
+            );
         }
+    }
+    if r.maps.len() > MAX_MAPS {
+        let rest: u64 = r.maps[MAX_MAPS..].iter().map(|m| m.writes).sum();
+        let _ = writeln!(
+            o,
+            "\n... {} more maps with {rest} writes (all are in the --json report)",
+            r.maps.len() - MAX_MAPS
+        );
     }
     o
 }
