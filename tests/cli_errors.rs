@@ -15,13 +15,19 @@ fn fails_with(args: &[&str], expect: &str) {
 fn fails_with_cmd(cmd: &mut Command, expect: &str) {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure for {cmd:?}, stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure for {cmd:?}, stderr: {stderr}"
+    );
     assert_ne!(out.status.code(), Some(101), "panicked: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "want one error line, got: {stderr}");
     assert!(lines[0].starts_with("ebpf-map-trace: error: "), "{stderr}");
     assert!(lines[0].contains(expect), "want {expect:?} in: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -49,14 +55,25 @@ fn not_go() {
 
 #[test]
 fn missing_file_and_missing_pid() {
-    fails_with(&["inspect", "/nonexistent/binary"], "cannot read /nonexistent/binary");
-    fails_with(&["inspect", "-p", "999999999"], "no such process: 999999999");
+    fails_with(
+        &["inspect", "/nonexistent/binary"],
+        "cannot read /nonexistent/binary",
+    );
+    fails_with(
+        &["inspect", "-p", "999999999"],
+        "no such process: 999999999",
+    );
     fails_with(&["run", "-p", "999999999"], "no such process: 999999999");
 }
 
 #[test]
 fn truncated_and_corrupted_go_binaries() {
-    let good = std::fs::read(common::build("keys", &common::newest_toolchain(), common::Variant::Stripped)).unwrap();
+    let good = std::fs::read(common::build(
+        "keys",
+        &common::newest_toolchain(),
+        common::Variant::Stripped,
+    ))
+    .unwrap();
     for cut in [64, 4096, good.len() / 3, good.len() / 2, good.len() - 4096] {
         let p = write(&format!("trunc-{cut}"), &good[..cut]);
         let out = Command::new(TRACER).args(["inspect", &p]).output().unwrap();
@@ -73,8 +90,16 @@ fn truncated_and_corrupted_go_binaries() {
             bad[i] ^= 0x5a;
         }
         let p = write(&format!("flip-{step}"), &bad);
-        let out = Command::new(TRACER).args(["inspect", &p, "--json"]).output().unwrap();
-        assert_ne!(out.status.code(), Some(101), "panic with flips every {step}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(TRACER)
+            .args(["inspect", &p, "--json"])
+            .output()
+            .unwrap();
+        assert_ne!(
+            out.status.code(),
+            Some(101),
+            "panic with flips every {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -83,8 +108,16 @@ fn go_older_than_1_17_is_refused() {
     // Rewrite the build info's version string of a real binary to an old release of equal length.
     let tc = common::toolchain("1.21.13");
     let mut data = std::fs::read(common::build("growth", &tc, common::Variant::Plain)).unwrap();
-    let at = data.windows(9).position(|w| w == b"go1.21.13").expect("version string in build info");
-    data[at..at + 9].copy_from_slice(b"go1.16.15");
+    let places: Vec<usize> = data
+        .windows(9)
+        .enumerate()
+        .filter(|(_, w)| *w == b"go1.21.13")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!places.is_empty(), "version string in build info");
+    for at in places {
+        data[at..at + 9].copy_from_slice(b"go1.16.15");
+    }
     let p = write("go116", &data);
     fails_with(&["inspect", &p], "too old: Go 1.17 or newer is required");
 }
@@ -107,20 +140,43 @@ fn arm64_is_inspected_but_not_traced() {
         .unwrap();
     assert!(st.success(), "cross-building for arm64 failed");
     let p = out_path.to_str().unwrap();
-    let out = Command::new(TRACER).args(["inspect", p, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(TRACER)
+        .args(["inspect", p, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["arch"], "arm64");
     assert!(v["functions"].as_u64().unwrap() > 1000);
-    assert!(v["problems"].to_string().contains("only x86-64 can be traced"));
+    assert!(v["problems"]
+        .to_string()
+        .contains("only x86-64 can be traced"));
     fails_with(&["run", "--", p], "unsupported architecture arm64");
 }
 
 #[test]
 fn missing_privileges_are_named() {
-    let bin = common::build("growth", &common::newest_toolchain(), common::Variant::Plain);
+    let bin = common::build(
+        "growth",
+        &common::newest_toolchain(),
+        common::Variant::Plain,
+    );
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", TRACER, "run", "--"]).arg(&bin).args(["-n", "10"]);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        TRACER,
+        "run",
+        "--",
+    ])
+    .arg(&bin)
+    .args(["-n", "10"]);
     fails_with_cmd(&mut cmd, "missing privileges");
 }
 

@@ -37,11 +37,18 @@ fn nm_normalize(name: &str) -> String {
 
 fn check_against_nm(tc: &Toolchain, path: &Path, bin: &GoBinary) {
     let out = common::go_tool(tc, &["tool", "nm", path.to_str().unwrap()]);
-    let by_entry: HashMap<u64, &str> = bin.pclntab.funcs().iter().map(|f| (f.entry, f.name.as_str())).collect();
+    let by_entry: HashMap<u64, &str> = bin
+        .pclntab
+        .funcs()
+        .iter()
+        .map(|f| (f.entry, f.name.as_str()))
+        .collect();
     let mut checked = 0;
     for line in out.lines() {
         let mut cols = line.split_whitespace();
-        let (Some(addr), Some(kind)) = (cols.next(), cols.next()) else { continue };
+        let (Some(addr), Some(kind)) = (cols.next(), cols.next()) else {
+            continue;
+        };
         if kind != "T" && kind != "t" {
             continue;
         }
@@ -50,16 +57,37 @@ fn check_against_nm(tc: &Toolchain, path: &Path, bin: &GoBinary) {
             continue;
         }
         let addr = u64::from_str_radix(addr, 16).unwrap();
-        let ours = by_entry.get(&addr).unwrap_or_else(|| panic!("{}: nm has {name} at {addr:#x}, pclntab has no function there", path.display()));
-        assert_eq!(nm_normalize(ours), nm_normalize(&name), "{}: function at {addr:#x}", path.display());
+        let ours = by_entry.get(&addr).unwrap_or_else(|| {
+            panic!(
+                "{}: nm has {name} at {addr:#x}, pclntab has no function there",
+                path.display()
+            )
+        });
+        assert_eq!(
+            nm_normalize(ours),
+            nm_normalize(&name),
+            "{}: function at {addr:#x}",
+            path.display()
+        );
         checked += 1;
     }
-    assert_eq!(checked, bin.pclntab.funcs().len(), "{}: nm and pclntab list different numbers of functions", path.display());
+    assert_eq!(
+        checked,
+        bin.pclntab.funcs().len(),
+        "{}: nm and pclntab list different numbers of functions",
+        path.display()
+    );
 }
 
 fn check_against_objdump(tc: &Toolchain, path: &Path, bin: &GoBinary) -> usize {
     // main.* and the map-assign functions: user code and runtime code, inlined calls included.
-    let args = ["tool", "objdump", "-s", r"^main\.|^runtime\.mapassign_faststr$", path.to_str().unwrap()];
+    let args = [
+        "tool",
+        "objdump",
+        "-s",
+        r"^main\.|^runtime\.mapassign_faststr$",
+        path.to_str().unwrap(),
+    ];
     let mut out = common::go_tool(tc, &args);
     if out.contains("\n  :0\t") {
         // Go 1.19's objdump cannot find the line table of its own PIE binaries; a newer one can.
@@ -71,15 +99,34 @@ fn check_against_objdump(tc: &Toolchain, path: &Path, bin: &GoBinary) -> usize {
             continue; // a sample is enough
         }
         let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
-        let (Some(fileline), Some(pc)) = (cols.first(), cols.get(2).or(cols.get(1))) else { continue };
-        let Some(pc) = pc.strip_prefix("0x").and_then(|p| u64::from_str_radix(p, 16).ok()) else { continue };
+        let (Some(fileline), Some(pc)) = (cols.first(), cols.get(2).or(cols.get(1))) else {
+            continue;
+        };
+        let Some(pc) = pc
+            .strip_prefix("0x")
+            .and_then(|p| u64::from_str_radix(p, 16).ok())
+        else {
+            continue;
+        };
         let (file, line_no) = fileline.rsplit_once(':').unwrap();
-        let ours = bin.pclntab.source_line(pc).unwrap_or_else(|| panic!("{}: no line for pc {pc:#x}", path.display()));
+        let ours = bin
+            .pclntab
+            .source_line(pc)
+            .unwrap_or_else(|| panic!("{}: no line for pc {pc:#x}", path.display()));
         let base = Path::new(&ours.file).file_name().unwrap().to_str().unwrap();
-        assert_eq!((base, ours.line.to_string().as_str()), (file, line_no), "{}: pc {pc:#x}", path.display());
+        assert_eq!(
+            (base, ours.line.to_string().as_str()),
+            (file, line_no),
+            "{}: pc {pc:#x}",
+            path.display()
+        );
         checked += 1;
     }
-    assert!(checked > 20, "{}: too few PCs sampled from objdump ({checked})", path.display());
+    assert!(
+        checked > 20,
+        "{}: too few PCs sampled from objdump ({checked})",
+        path.display()
+    );
     checked
 }
 
@@ -88,14 +135,28 @@ fn check_version(tc: &Toolchain, path: &Path, bin: &GoBinary) {
     let first = out.lines().next().unwrap();
     let version = first.rsplit(' ').next().unwrap().trim();
     assert_eq!(bin.build.go_version, version, "{}", path.display());
-    assert!(bin.build.go_version.starts_with(&format!("go{}", tc.version)), "{}: {}", path.display(), bin.build.go_version);
-    for line in out.lines().filter(|l| l.trim_start().starts_with("build\t")) {
+    assert!(
+        bin.build
+            .go_version
+            .starts_with(&format!("go{}", tc.version)),
+        "{}: {}",
+        path.display(),
+        bin.build.go_version
+    );
+    for line in out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("build\t"))
+    {
         let kv = line.trim_start().trim_start_matches("build\t");
         let (k, v) = kv.split_once('=').unwrap();
-        assert_eq!(bin.build.setting(k), Some(v.trim_matches('"')), "{}: build setting {k}", path.display());
+        assert_eq!(
+            bin.build.setting(k),
+            Some(v.trim_matches('"')),
+            "{}: build setting {k}",
+            path.display()
+        );
     }
 }
-
 
 #[test]
 fn parser_agrees_with_go_tools_for_every_toolchain_and_variant() {
@@ -104,18 +165,58 @@ fn parser_agrees_with_go_tools_for_every_toolchain_and_variant() {
     for (tc, variant, path) in &built {
         let bin = open(path);
         check_version(tc, path, &bin);
-        assert_eq!(bin.elf.pie, *variant == Variant::Pie, "{}: build mode", path.display());
-        assert_eq!(bin.elf.has_symbols, *variant != Variant::Stripped, "{}: stripped", path.display());
-        assert_eq!(bin.map_impl, if tc.swiss_maps() { MapImpl::Swiss } else { MapImpl::Classic }, "{}", path.display());
-        assert!(bin.moduledata.is_some(), "{}: module data not found", path.display());
+        assert_eq!(
+            bin.elf.pie,
+            *variant == Variant::Pie,
+            "{}: build mode",
+            path.display()
+        );
+        assert_eq!(
+            bin.elf.has_symbols,
+            *variant != Variant::Stripped,
+            "{}: stripped",
+            path.display()
+        );
+        assert_eq!(
+            bin.map_impl,
+            if tc.swiss_maps() {
+                MapImpl::Swiss
+            } else {
+                MapImpl::Classic
+            },
+            "{}",
+            path.display()
+        );
+        assert!(
+            bin.moduledata.is_some(),
+            "{}: module data not found",
+            path.display()
+        );
         let sites = bin.map_functions();
-        for f in ["runtime.mapassign", "runtime.mapassign_faststr", "runtime.mapassign_fast64", "runtime.mapassign_fast32", "runtime.mapassign_fast64ptr"] {
-            let s = sites.iter().find(|s| s.function == f).unwrap_or_else(|| panic!("{}: {f} not found", path.display()));
-            let p = s.probe.as_ref().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for f in [
+            "runtime.mapassign",
+            "runtime.mapassign_faststr",
+            "runtime.mapassign_fast64",
+            "runtime.mapassign_fast32",
+            "runtime.mapassign_fast64ptr",
+        ] {
+            let s = sites
+                .iter()
+                .find(|s| s.function == f)
+                .unwrap_or_else(|| panic!("{}: {f} not found", path.display()));
+            let p = s
+                .probe
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(p.offset > 0 && s.addr + p.offset < s.end);
         }
         let goid = bin.goid_offset().expect("goid offset");
-        assert_eq!(Some(goid.offset), ebpf_map_trace::gobin::goid::table_offset(bin.version.1), "{}: DWARF and table disagree on goid", path.display());
+        assert_eq!(
+            Some(goid.offset),
+            ebpf_map_trace::gobin::goid::table_offset(bin.version.1),
+            "{}: DWARF and table disagree on goid",
+            path.display()
+        );
         if *variant != Variant::Stripped {
             check_against_nm(tc, path, &bin);
             check_against_objdump(tc, path, &bin);
@@ -125,16 +226,42 @@ fn parser_agrees_with_go_tools_for_every_toolchain_and_variant() {
                 twins.insert(tc.version.clone(), bin);
             }
             Variant::Stripped => {
-                let plain = twins.get(&tc.version).expect("plain variant is built before stripped");
-                assert_eq!(plain.pclntab.funcs(), bin.pclntab.funcs(), "{}: functions differ from unstripped twin", path.display());
+                let plain = twins
+                    .get(&tc.version)
+                    .expect("plain variant is built before stripped");
+                assert_eq!(
+                    plain.pclntab.funcs(),
+                    bin.pclntab.funcs(),
+                    "{}: functions differ from unstripped twin",
+                    path.display()
+                );
                 for f in plain.pclntab.funcs().iter().step_by(53) {
-                    assert_eq!(plain.pclntab.source_line(f.entry + 1), bin.pclntab.source_line(f.entry + 1));
+                    assert_eq!(
+                        plain.pclntab.source_line(f.entry + 1),
+                        bin.pclntab.source_line(f.entry + 1)
+                    );
                 }
-                let a: Vec<_> = plain.map_functions().into_iter().map(|s| (s.function, s.addr, s.probe.ok())).collect();
-                let b: Vec<_> = bin.map_functions().into_iter().map(|s| (s.function, s.addr, s.probe.ok())).collect();
-                assert_eq!(a, b, "{}: map functions differ from unstripped twin", path.display());
+                let a: Vec<_> = plain
+                    .map_functions()
+                    .into_iter()
+                    .map(|s| (s.function, s.addr, s.probe.ok()))
+                    .collect();
+                let b: Vec<_> = bin
+                    .map_functions()
+                    .into_iter()
+                    .map(|s| (s.function, s.addr, s.probe.ok()))
+                    .collect();
+                assert_eq!(
+                    a,
+                    b,
+                    "{}: map functions differ from unstripped twin",
+                    path.display()
+                );
                 assert_eq!(plain.build.go_version, bin.build.go_version);
-                assert_eq!(plain.goid_offset().map(|g| g.offset), bin.goid_offset().map(|g| g.offset));
+                assert_eq!(
+                    plain.goid_offset().map(|g| g.offset),
+                    bin.goid_offset().map(|g| g.offset)
+                );
             }
             Variant::Pie => {}
         }
@@ -146,7 +273,10 @@ fn map_type_names_equal_what_the_program_prints() {
     for (tc, variant, path) in common::matrix("keys") {
         let bin = open(&path);
         let out = common::run(&path, &["-n", "10"]);
-        let types = out.iter().find(|v| v["event"] == "types").expect("types line");
+        let types = out
+            .iter()
+            .find(|v| v["event"] == "types")
+            .expect("types line");
         let main_main = common::parse_hex(types["main_main"].as_str().unwrap());
         let bias = main_main - bin.pclntab.func_by_name("main.main").unwrap().entry;
         let reader = bin.types().expect("types reader");
@@ -155,11 +285,24 @@ fn map_type_names_equal_what_the_program_prints() {
         let all_map_types: Vec<String> = reader.map_types().into_iter().map(|t| t.name).collect();
         for m in maps {
             let addr = common::parse_hex(m["type_addr"].as_str().unwrap()) - bias;
-            let t = reader.read(addr).unwrap_or_else(|e| panic!("go{} {variant:?}: {e}", tc.version));
-            assert_eq!(t.name, m["type"].as_str().unwrap(), "go{} {variant:?}", tc.version);
-            assert!(all_map_types.contains(&t.name), "map type scan misses {}", t.name);
+            let t = reader
+                .read(addr)
+                .unwrap_or_else(|e| panic!("go{} {variant:?}: {e}", tc.version));
+            assert_eq!(
+                t.name,
+                m["type"].as_str().unwrap(),
+                "go{} {variant:?}",
+                tc.version
+            );
+            assert!(
+                all_map_types.contains(&t.name),
+                "map type scan misses {}",
+                t.name
+            );
             if let ebpf_map_trace::gobin::types::Detail::Map { key, .. } = t.detail {
-                reader.key_layout(key).unwrap_or_else(|e| panic!("go{} {variant:?} {}: {e}", tc.version, t.name));
+                reader
+                    .key_layout(key)
+                    .unwrap_or_else(|e| panic!("go{} {variant:?} {}: {e}", tc.version, t.name));
             } else {
                 panic!("{} is not a map type", t.name);
             }
