@@ -184,3 +184,28 @@ fn missing_privileges_are_named() {
 fn run_without_target_explains_usage() {
     fails_with(&["run"], "nothing to trace");
 }
+
+#[test]
+fn binary_without_map_functions_is_refused_for_tracing() {
+    // Rename the runtime's map-assign functions in the function table: nothing left to probe.
+    let mut data = std::fs::read(common::build(
+        "growth",
+        &common::newest_toolchain(),
+        common::Variant::Stripped,
+    ))
+    .unwrap();
+    let needle = b"runtime.mapassign";
+    let places: Vec<usize> = data
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!places.is_empty());
+    for at in places {
+        data[at + 8..at + 17].copy_from_slice(b"mapXssign");
+    }
+    let p = write("no-mapassign", &data);
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fails_with(&["run", "--", &p], "no map-assign function found");
+}

@@ -293,3 +293,50 @@ fn sigint_in_pid_mode_detaches_while_the_target_keeps_running() {
         "target did not exit normally"
     );
 }
+
+#[test]
+fn target_exit_ends_a_pid_trace_with_its_report() {
+    require_root();
+    let path = common::build("keys", &common::newest_toolchain(), common::Variant::Pie);
+    let (mut child, mut rd) = start_waiting(&path, "500");
+    let json = tempdir("exit").join("report.json");
+    let mut tracer = Command::new(TRACER)
+        .args([
+            "run",
+            "--top",
+            "20",
+            "-p",
+            &child.id().to_string(),
+            "--json",
+        ])
+        .arg(&json)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let links = wait_attached(tracer.id(), "exit");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    // No signal to the tracer: it must notice the exit by itself.
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = tracer.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "tracer did not end when its target exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert_no_links_left(&links, "exit");
+    let program: Vec<Value> = rest
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_counts_match("exit", &program, &read_json(&json), 20);
+}
