@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod gobin;
 pub mod hotkeys;
+pub mod internals;
 pub mod keys;
 pub mod probe;
 pub mod report;

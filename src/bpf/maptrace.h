@@ -55,6 +55,10 @@ struct write_event {
 	__u64 map_ptr;    /* RBX: map header */
 	__u64 site;       /* [RSP]: return address into the writing function (link-time) */
 	__u64 goid;
+	/* The map header's first 32 bytes before the write. Classic hmap: count@0, flags@8, B@9,
+	 * noverflow@10, buckets@16, oldbuckets@24. Swiss maps.Map: used@0, seed@8, dirPtr@16,
+	 * dirLen@24. */
+	__u64 header[4];
 	__u32 pid;
 	__u32 tid;
 	__u32 key_len;    /* full key length in bytes (string length, or key size) */
@@ -64,12 +68,37 @@ struct write_event {
 	__u8 key[KEY_MAX];
 };
 
+/* Growth functions: the role in the low cookie bits (the high bits are the probe's link-time
+ * address, as for writes). */
+enum grow_role {
+	GROW_HASHGROW = 1,      /* classic runtime.hashGrow(t, h): RAX = type, RBX = hmap */
+	GROW_TO_SMALL = 2,      /* swiss (*Map).growToSmall(typ): RAX = map, RBX = type */
+	GROW_TO_TABLE = 3,      /* swiss (*Map).growToTable(typ): RAX = map, RBX = type */
+	GROW_REHASH = 4,        /* swiss (*table).rehash(typ, m): RAX = table, RBX = type, RCX = map */
+};
+
+/* One map growth, from the entry of a growth function to one of its RET instructions. */
+struct grow_event {
+	__u64 start_ns;
+	__u64 end_ns;
+	__u64 map_type;   /* link-time address of the map type */
+	__u64 map_ptr;    /* runtime address of the map header (hmap or maps.Map) */
+	__u64 goid;
+	__u64 before[2];  /* classic: count, B | noverflow << 8 | flags << 24; swiss: used, table capacity */
+	__u64 after[2];   /* classic: count, B | noverflow << 8 | flags << 24 at RET; swiss: unused */
+	__u32 pid;
+	__u32 tid;
+	__u32 role;
+	__u32 flags;      /* EV_READ_FAILED */
+};
+
 /* Indexes of the counters array. */
 enum counter {
 	CNT_HITS = 0,        /* probe hits that passed the pid filter */
 	CNT_LOST = 1,        /* events the ring buffer had no room for */
 	CNT_READ_FAILED = 2, /* events with a failed user-memory read */
-	CNT_MAX = 3,
+	CNT_GROW_UNMATCHED = 3, /* RET probes of a growth function with no recorded entry */
+	CNT_MAX = 4,
 };
 
 #endif

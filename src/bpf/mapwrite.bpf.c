@@ -36,7 +36,23 @@ struct {
 	__type(value, struct key_plan);
 } plans SEC(".maps");
 
+/* Growths: entered but not yet returned, by goroutine id (a goroutine may move to another
+ * thread inside the growth function, e.g. when it allocates). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct grow_event);
+} grows_inflight SEC(".maps");
+
+/* Userspace reads `struct grow_event` from here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} grow_events SEC(".maps");
+
 struct write_event _event = {};
+struct grow_event _grow_event = {};
 struct key_plan _plan = {};
 
 static __always_inline void count(__u32 idx)
@@ -178,6 +194,8 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	e->goid = 0;
 	bpf_copy_from_user(&e->site, 8, (void *)ctx->sp);
 	e->site -= bias;
+	if (bpf_copy_from_user(e->header, sizeof(e->header), (void *)ctx->bx) != 0)
+		__builtin_memset(e->header, 0, sizeof(e->header));
 	if (goid_offset)
 		bpf_copy_from_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
 
@@ -222,4 +240,117 @@ SEC("uprobe.s")
 int on_mapassign(struct pt_regs *ctx)
 {
 	return handle_write(ctx);
+}
+
+/* The goroutine running now (R14 = g), or the thread id when the offset is unknown. */
+static __always_inline __u64 current_goid(struct pt_regs *ctx)
+{
+	__u64 goid = 0;
+	if (goid_offset && bpf_copy_from_user(&goid, 8, (void *)(ctx->r14 + goid_offset)) == 0)
+		return goid;
+	return (__u32)bpf_get_current_pid_tgid() | (1ULL << 63);
+}
+
+/* classic hmap: count, then B | noverflow << 8 | flags << 24 */
+static __always_inline int read_hmap(__u64 h, __u64 out[2])
+{
+	__u64 hdr[2];
+	if (bpf_copy_from_user(hdr, sizeof(hdr), (void *)h) != 0)
+		return -1;
+	out[0] = hdr[0];
+	out[1] = ((hdr[1] >> 8) & 0xff) | (((hdr[1] >> 16) & 0xffff) << 8) | ((hdr[1] & 0xff) << 24);
+	return 0;
+}
+
+static __always_inline int handle_grow_entry(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct grow_event g = {};
+	__u64 cookie, bias, goid;
+	__u16 table_hdr[2] = {};
+
+	if ((pid_tgid >> 32) != target_tgid)
+		return 0;
+	cookie = bpf_get_attach_cookie(ctx);
+	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
+	g.role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
+	g.start_ns = bpf_ktime_get_ns();
+	g.pid = pid_tgid >> 32;
+	g.tid = (__u32)pid_tgid;
+	switch (g.role) {
+	case GROW_HASHGROW:
+		g.map_type = ctx->ax - bias;
+		g.map_ptr = ctx->bx;
+		if (read_hmap(g.map_ptr, g.before) != 0)
+			g.flags |= EV_READ_FAILED;
+		break;
+	case GROW_TO_SMALL:
+	case GROW_TO_TABLE:
+		g.map_type = ctx->bx - bias;
+		g.map_ptr = ctx->ax;
+		if (bpf_copy_from_user(&g.before[0], 8, (void *)g.map_ptr) != 0)
+			g.flags |= EV_READ_FAILED;
+		break;
+	case GROW_REHASH:
+		g.map_type = ctx->bx - bias;
+		g.map_ptr = ctx->cx;
+		if (bpf_copy_from_user(&g.before[0], 8, (void *)g.map_ptr) != 0 ||
+		    bpf_copy_from_user(table_hdr, sizeof(table_hdr), (void *)ctx->ax) != 0)
+			g.flags |= EV_READ_FAILED;
+		g.before[1] = table_hdr[1]; /* table.capacity */
+		break;
+	default:
+		return 0;
+	}
+	goid = current_goid(ctx);
+	g.goid = goid;
+	bpf_map_update_elem(&grows_inflight, &goid, &g, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int handle_grow_ret(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct grow_event *g;
+	__u64 goid;
+
+	if ((pid_tgid >> 32) != target_tgid)
+		return 0;
+	goid = current_goid(ctx);
+	g = bpf_map_lookup_elem(&grows_inflight, &goid);
+	if (!g) {
+		count(CNT_GROW_UNMATCHED);
+		return 0;
+	}
+	g->end_ns = bpf_ktime_get_ns();
+	if (g->role == GROW_HASHGROW && read_hmap(g->map_ptr, g->after) != 0)
+		g->flags |= EV_READ_FAILED;
+	if (bpf_ringbuf_output(&grow_events, g, sizeof(*g), 0) != 0)
+		count(CNT_LOST);
+	bpf_map_delete_elem(&grows_inflight, &goid);
+	return 0;
+}
+
+SEC("uprobe.multi.s")
+int on_grow_multi(struct pt_regs *ctx)
+{
+	return handle_grow_entry(ctx);
+}
+
+SEC("uprobe.multi.s")
+int on_grow_ret_multi(struct pt_regs *ctx)
+{
+	return handle_grow_ret(ctx);
+}
+
+SEC("uprobe.s")
+int on_grow(struct pt_regs *ctx)
+{
+	return handle_grow_entry(ctx);
+}
+
+SEC("uprobe.s")
+int on_grow_ret(struct pt_regs *ctx)
+{
+	return handle_grow_ret(ctx);
 }

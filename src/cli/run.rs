@@ -11,8 +11,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::gobin::GoBinary;
 use crate::hotkeys::exact::ExactCounts;
+use crate::internals::GrowthMatcher;
 use crate::keys::{plans_for_binary, Decoders};
-use crate::probe::events::WriteEvent;
+use crate::probe::events::{GrowEvent, WriteEvent};
 use crate::probe::launch::{resolve_command, HeldChild};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, table};
@@ -47,6 +48,14 @@ pub struct Args {
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// What the ring-buffer callbacks build.
+#[derive(Default)]
+struct Intake {
+    counts: ExactCounts,
+    decoders: Decoders,
+    growth: GrowthMatcher,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -101,14 +110,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
     )?;
     install_signal_handlers();
 
-    let state = RefCell::new((ExactCounts::default(), Decoders::default()));
+    let state = RefCell::new(Intake::default());
     let mut builder = libbpf_rs::RingBufferBuilder::new();
     builder
+        .add(&session.skel.maps.grow_events, |data: &[u8]| {
+            if let Some(g) = GrowEvent::parse(data) {
+                state.borrow_mut().growth.on_grow(&g);
+            }
+            0
+        })
+        .context("setting up the ring buffer")?
         .add(&session.skel.maps.events, |data: &[u8]| {
             if let Some(ev) = WriteEvent::parse(data) {
                 let mut st = state.borrow_mut();
-                let (counts, decoders) = &mut *st;
+                let Intake {
+                    counts,
+                    decoders,
+                    growth,
+                } = &mut *st;
                 let key = decoders.decode(&ev, types.as_ref());
+                growth.on_write(&ev, &key.text);
                 counts.add(&ev, key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
             }
             0
@@ -151,7 +172,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let counters = session.counters();
     drop(ring);
 
-    let (counts, _) = state.into_inner();
+    let Intake {
+        mut counts,
+        mut growth,
+        ..
+    } = state.into_inner();
+    growth.finish();
+    counts.add_growth(growth.resolved);
     let rep = report::build(
         &bin,
         &counts,

@@ -345,3 +345,17 @@ impl TypeReader<'_> {
         out
     }
 }
+
+impl TypeReader<'_> {
+    /// Bytes of one bucket (classic `maptype.BucketSize`, u16 at 82) or one group (Swiss: the
+    /// size of the group type at 64) of the map type at `addr`.
+    pub fn map_block_size(&self, addr: u64, swiss: bool) -> Option<u64> {
+        if swiss {
+            let group = self.word(addr + 64).ok()?;
+            self.read(group).ok().map(|t| t.size).filter(|&s| s > 8)
+        } else {
+            let b = self.bytes(addr + 82, 2).ok()?;
+            Some(u64::from(u16::from_le_bytes([b[0], b[1]]))).filter(|&s| s > 8)
+        }
+    }
+}

@@ -24,18 +24,30 @@ pub struct MapCounts {
     pub goroutines: HashSet<u64>,
     /// Writes whose key could not be read completely.
     pub read_failed: u64,
+    /// The header as read at the last write, and whether that write added a new key.
+    pub last_header: [u64; 4],
+    pub last_inserted: bool,
+    pub last_ts: u64,
+    /// Growths of this map, in time order.
+    pub growth: Vec<crate::internals::Growth>,
 }
 
 impl MapCounts {
     fn add(&mut self, ev: &WriteEvent, key: Key) {
         self.writes += 1;
         *self.sites.entry(ev.site).or_default() += 1;
+        let inserted = !self.keys.contains_key(&key.id);
         let k = self.keys.entry(key.id).or_insert_with(|| KeyCount {
             text: key.text,
             truncated: key.truncated,
             writes: 0,
         });
         k.writes += 1;
+        if ev.ts_ns >= self.last_ts {
+            self.last_ts = ev.ts_ns;
+            self.last_header = ev.header;
+            self.last_inserted = inserted;
+        }
         if self.goroutines.len() < 100_000 {
             self.goroutines.insert(ev.goid);
         }
@@ -56,6 +68,8 @@ impl MapCounts {
             e.writes += k.writes;
         }
         self.goroutines.extend(other.goroutines.iter().copied());
+        self.growth.extend(other.growth.iter().cloned());
+        self.growth.sort_by_key(|g| g.start_ns);
     }
 
     /// The site with the most writes.
@@ -84,6 +98,21 @@ pub struct ExactCounts {
 }
 
 impl ExactCounts {
+    /// Attaches resolved growths to their maps (a map seen only growing gets an entry too).
+    pub fn add_growth(&mut self, resolved: Vec<((u64, u64), crate::internals::Growth)>) {
+        for ((map_type, map_ptr), g) in resolved {
+            self.maps
+                .entry((map_type, map_ptr))
+                .or_insert_with(|| MapCounts {
+                    map_type,
+                    map_ptr,
+                    ..Default::default()
+                })
+                .growth
+                .push(g);
+        }
+    }
+
     pub fn add(&mut self, ev: &WriteEvent, key: Key, read_failed: bool) {
         self.events += 1;
         let m = self

@@ -10,7 +10,9 @@
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/mapwrite.skel.rs"));
 }
-pub use skel::types::{key_plan as KeyPlan, write_event as RawWriteEvent};
+pub use skel::types::{
+    grow_event as RawGrowEvent, key_plan as KeyPlan, write_event as RawWriteEvent,
+};
 pub use skel::*;
 
 use crate::gobin::Role;
@@ -31,6 +33,27 @@ pub const EV_TRUNCATED: u8 = 4;
 pub const CNT_HITS: u32 = 0;
 pub const CNT_LOST: u32 = 1;
 pub const CNT_READ_FAILED: u32 = 2;
+pub const CNT_GROW_UNMATCHED: u32 = 3;
+
+pub const ROLE_ASSIGN_FASTSTR: u8 = 4;
+pub const ROLE_ASSIGN_GENERIC: u8 = 0;
+
+pub const GROW_HASHGROW: u32 = 1;
+pub const GROW_TO_SMALL: u32 = 2;
+pub const GROW_TO_TABLE: u32 = 3;
+pub const GROW_REHASH: u32 = 4;
+
+/// `enum grow_role` for a growth function we probe; `None` for the others (`(*table).grow` and
+/// `split` run inside `rehash`, whose probes already cover them).
+pub fn grow_role(role: Role) -> Option<u32> {
+    Some(match role {
+        Role::HashGrow => GROW_HASHGROW,
+        Role::GrowToSmall => GROW_TO_SMALL,
+        Role::GrowToTable => GROW_TO_TABLE,
+        Role::TableRehash => GROW_REHASH,
+        _ => return None,
+    })
+}
 
 /// `enum probe_role` for an assign function; `None` for roles the write probe does not handle.
 pub fn probe_role(role: Role) -> Option<u8> {

@@ -1,5 +1,5 @@
 //! One map write as received from the ring buffer, copied out of the kernel's record.
-use super::abi::{RawWriteEvent, EVENT_HEADER};
+use super::abi::{RawGrowEvent, RawWriteEvent, EVENT_HEADER};
 
 #[derive(Clone, Debug)]
 pub struct WriteEvent {
@@ -11,6 +11,8 @@ pub struct WriteEvent {
     /// Link-time return address into the writing function.
     pub site: u64,
     pub goid: u64,
+    /// First 32 bytes of the map header before the write (see `struct write_event`).
+    pub header: [u64; 4],
     pub pid: u32,
     pub tid: u32,
     pub key_len: u32,
@@ -45,12 +47,49 @@ impl WriteEvent {
             map_ptr: raw.map_ptr,
             site: raw.site,
             goid: raw.goid,
+            header: raw.header,
             pid: raw.pid,
             tid: raw.tid,
             key_len: raw.key_len,
             role: raw.role,
             flags: raw.flags,
             key: raw.key[..captured].to_vec(),
+        })
+    }
+}
+
+/// One map growth (entry to RET of a growth function).
+#[derive(Clone, Copy, Debug)]
+pub struct GrowEvent {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub map_type: u64,
+    pub map_ptr: u64,
+    pub goid: u64,
+    pub before: [u64; 2],
+    pub after: [u64; 2],
+    pub role: u32,
+    pub flags: u32,
+}
+
+impl GrowEvent {
+    pub fn parse(data: &[u8]) -> Option<GrowEvent> {
+        if data.len() < std::mem::size_of::<RawGrowEvent>() {
+            return None;
+        }
+        // SAFETY: the record is at least as long as the plain-old-data struct (checked above);
+        // read_unaligned copes with any alignment of the ring buffer's bytes.
+        let raw: RawGrowEvent = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+        Some(GrowEvent {
+            start_ns: raw.start_ns,
+            end_ns: raw.end_ns,
+            map_type: raw.map_type,
+            map_ptr: raw.map_ptr,
+            goid: raw.goid,
+            before: raw.before,
+            after: raw.after,
+            role: raw.role,
+            flags: raw.flags,
         })
     }
 }

@@ -23,6 +23,8 @@ pub struct Config {
 pub struct Attached {
     pub functions: Vec<String>,
     pub multi_link: bool,
+    /// What could not be attached (never the writes: that is an error).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -128,8 +130,13 @@ impl<'obj> Session<'obj> {
         rodata.target_tgid = cfg.pid;
         rodata.key_bytes = cfg.key_bytes.min(KEY_MAX as u32);
         rodata.goid_offset = bin.goid_offset().map(|g| g.offset as u32).unwrap_or(0);
+        // Load either the uprobe_multi programs or the per-function ones, not both.
         open.progs.on_mapassign_multi.set_autoload(multi);
+        open.progs.on_grow_multi.set_autoload(multi);
+        open.progs.on_grow_ret_multi.set_autoload(multi);
         open.progs.on_mapassign.set_autoload(!multi);
+        open.progs.on_grow.set_autoload(!multi);
+        open.progs.on_grow_ret.set_autoload(!multi);
         let skel = open.load().map_err(|e| load_error(e.into()))?;
         for (addr, plan) in plans {
             let mut kp = KeyPlan {
@@ -146,36 +153,56 @@ impl<'obj> Session<'obj> {
                 .update(&addr.to_le_bytes(), pod_bytes(&kp), MapFlags::ANY)
                 .context("installing a key plan")?;
         }
-        let cookie = |site: &ProbeSite, role: u8| -> u64 {
-            let probe_addr = site.addr + site.probe.as_ref().map(|p| p.offset).unwrap_or(0);
-            (probe_addr << COOKIE_ROLE_BITS) | u64::from(role)
-        };
-        let mut links = Vec::new();
-        if multi {
-            let opts = UprobeMultiOpts {
-                offsets: sites.iter().map(|(_, off, _)| *off as usize).collect(),
-                cookies: sites.iter().map(|(s, _, r)| cookie(s, *r)).collect(),
-                ..Default::default()
+        let progs = &skel.progs;
+        let cookie = |link_addr: u64, role: u64| (link_addr << COOKIE_ROLE_BITS) | role;
+        let write_points: Vec<(u64, u64)> = sites
+            .iter()
+            .map(|(s, off, role)| {
+                let probe_addr = s.addr + s.probe.as_ref().map(|p| p.offset).unwrap_or(0);
+                (*off, cookie(probe_addr, u64::from(*role)))
+            })
+            .collect();
+        let (mut entries, mut rets) = (Vec::new(), Vec::new());
+        let mut warnings = Vec::new();
+        for site in bin.map_functions() {
+            let Some(role) = abi::grow_role(site.role) else {
+                continue;
             };
-            links.push(
-                skel.progs
-                    .on_mapassign_multi
-                    .attach_uprobe_multi_with_opts(cfg.pid as i32, exe, "", opts)
-                    .map_err(|e| attach_error(e.into(), cfg.pid))?,
-            );
-        } else {
-            for (s, off, role) in &sites {
-                let opts = UprobeOpts {
-                    cookie: cookie(s, *role),
-                    ..Default::default()
-                };
-                links.push(
-                    skel.progs
-                        .on_mapassign
-                        .attach_uprobe_with_opts(cfg.pid as i32, exe, *off as usize, opts)
-                        .map_err(|e| attach_error(e.into(), cfg.pid))?,
-                );
+            match &site.probe {
+                Ok(p) => {
+                    entries.push((p.file_offset, cookie(site.addr + p.offset, u64::from(role))));
+                    for r in &site.ret_offsets {
+                        rets.push((site.file_offset + r, cookie(site.addr + r, u64::from(role))));
+                    }
+                }
+                Err(e) => warnings.push(format!("map growth not traced: {e}")),
             }
+        }
+        let mut links = attach_points(
+            &progs.on_mapassign_multi,
+            &progs.on_mapassign,
+            multi,
+            &write_points,
+            cfg.pid,
+            exe,
+        )?;
+        if !entries.is_empty() && !rets.is_empty() {
+            links.extend(attach_points(
+                &progs.on_grow_multi,
+                &progs.on_grow,
+                multi,
+                &entries,
+                cfg.pid,
+                exe,
+            )?);
+            links.extend(attach_points(
+                &progs.on_grow_ret_multi,
+                &progs.on_grow_ret,
+                multi,
+                &rets,
+                cfg.pid,
+                exe,
+            )?);
         }
         Ok(Session {
             skel,
@@ -183,6 +210,7 @@ impl<'obj> Session<'obj> {
             attached: Attached {
                 functions: sites.iter().map(|(s, _, _)| s.function.clone()).collect(),
                 multi_link: multi,
+                warnings,
             },
         })
     }
@@ -219,6 +247,41 @@ impl<'obj> Session<'obj> {
     pub fn attached_links(&self) -> usize {
         self.links.len()
     }
+}
+
+/// Attaches one program at every (file offset, cookie) point: one uprobe_multi link where the
+/// kernel has it, else one link per point.
+fn attach_points(
+    prog_multi: &libbpf_rs::ProgramMut<'_>,
+    prog_single: &libbpf_rs::ProgramMut<'_>,
+    multi: bool,
+    points: &[(u64, u64)],
+    pid: u32,
+    exe: &Path,
+) -> Result<Vec<Link>> {
+    if multi {
+        let opts = UprobeMultiOpts {
+            offsets: points.iter().map(|(off, _)| *off as usize).collect(),
+            cookies: points.iter().map(|(_, c)| *c).collect(),
+            ..Default::default()
+        };
+        let link = prog_multi
+            .attach_uprobe_multi_with_opts(pid as i32, exe, "", opts)
+            .map_err(|e| attach_error(e.into(), pid))?;
+        return Ok(vec![link]);
+    }
+    points
+        .iter()
+        .map(|(off, cookie)| {
+            let opts = UprobeOpts {
+                cookie: *cookie,
+                ..Default::default()
+            };
+            prog_single
+                .attach_uprobe_with_opts(pid as i32, exe, *off as usize, opts)
+                .map_err(|e| attach_error(e.into(), pid))
+        })
+        .collect()
 }
 
 fn load_error(e: anyhow::Error) -> anyhow::Error {

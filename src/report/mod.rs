@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::gobin::types::Detail;
 use crate::gobin::{GoBinary, MapImpl};
 use crate::hotkeys::exact::{ExactCounts, MapCounts};
+use crate::internals::{capacity_from_growth, header_state, Growth};
 
 pub const SCHEMA: &str = "ebpf-map-trace/report/v1";
 
@@ -51,9 +52,18 @@ pub struct MapReport {
     pub writes_estimated: u64,
     pub distinct_keys: usize,
     pub goroutines: usize,
-    /// Map length and grows: measured by the map-internals probes (not attached in this mode).
+    /// Length after the last write (from the header read at that write; `null` for groups).
     pub len: Option<u64>,
-    pub grows: Option<u64>,
+    pub grows: u64,
+    /// Slots, load (len ÷ capacity), bytes of buckets or groups; overflow buckets and a grow in
+    /// progress for classic maps. `null` where not known (e.g. a Swiss map with tables whose
+    /// growth was not seen from its start).
+    pub capacity: Option<u64>,
+    pub load: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub overflow_buckets: Option<u64>,
+    pub growing: Option<bool>,
+    pub growth: Vec<GrowthReport>,
     pub sites: Vec<SiteReport>,
     pub top_keys: Vec<KeyReport>,
 }
@@ -65,6 +75,15 @@ pub struct SiteReport {
     pub line: u32,
     pub pc: String,
     pub writes: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct GrowthReport {
+    #[serde(flatten)]
+    pub growth: Growth,
+    pub function: String,
+    pub file: String,
+    pub line: u32,
 }
 
 #[derive(Serialize, Debug)]
@@ -221,6 +240,34 @@ fn map_report(
             truncated: k.truncated,
         })
         .collect();
+    let growth: Vec<GrowthReport> = m
+        .growth
+        .iter()
+        .map(|g| {
+            let s = site_of(bin, g.site);
+            GrowthReport {
+                growth: g.clone(),
+                function: s.function,
+                file: s.file,
+                line: s.line,
+            }
+        })
+        .collect();
+    let block = bin
+        .types()
+        .and_then(|r| r.map_block_size(m.map_type, bin.map_impl == MapImpl::Swiss));
+    let mut state = (instances == 1 && m.writes > 0)
+        .then(|| header_state(bin.map_impl, &m.last_header, m.last_inserted, block));
+    if let Some(st) = state.as_mut() {
+        if st.capacity.is_none() {
+            st.capacity = capacity_from_growth(&m.growth);
+            st.load = st
+                .capacity
+                .filter(|&c| c > 0)
+                .map(|c| st.len as f64 / c as f64);
+            st.memory_bytes = st.capacity.zip(block).map(|(c, b)| c / 8 * b);
+        }
+    }
     MapReport {
         id,
         type_name,
@@ -230,8 +277,14 @@ fn map_report(
         writes_estimated: m.writes,
         distinct_keys: m.keys.len(),
         goroutines: m.goroutines.len(),
-        len: None,
-        grows: None,
+        len: state.as_ref().map(|s| s.len),
+        grows: growth.len() as u64,
+        capacity: state.as_ref().and_then(|s| s.capacity),
+        load: state.as_ref().and_then(|s| s.load),
+        memory_bytes: state.as_ref().and_then(|s| s.memory_bytes),
+        overflow_buckets: state.as_ref().and_then(|s| s.overflow_buckets),
+        growing: state.as_ref().and_then(|s| s.growing),
+        growth,
         sites,
         top_keys,
     }

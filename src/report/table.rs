@@ -45,6 +45,9 @@ pub fn render(r: &Report) -> String {
             "\n{}  {}  {} writes, {} distinct keys{inst}",
             m.type_name, m.id, m.writes, m.distinct_keys
         );
+        if let Some(line) = internals_line(m) {
+            let _ = writeln!(o, "    {line}");
+        }
         for s in m.sites.iter().take(MAX_SITES) {
             let _ = writeln!(
                 o,
@@ -89,4 +92,41 @@ pub fn render(r: &Report) -> String {
         );
     }
     o
+}
+
+/// Length, capacity, load, memory and growth of a map on one line, as far as they are known.
+fn internals_line(m: &super::MapReport) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(len) = m.len {
+        parts.push(format!("len {len}"));
+    }
+    if let Some(c) = m.capacity {
+        parts.push(format!("capacity {c} slots"));
+    }
+    if let Some(l) = m.load {
+        parts.push(format!("load {l:.2}"));
+    }
+    if let Some(b) = m.memory_bytes {
+        parts.push(format!("{:.1} KiB", b as f64 / 1024.0));
+    }
+    if let Some(n) = m.overflow_buckets.filter(|&n| n > 0) {
+        parts.push(format!("{n} overflow buckets"));
+    }
+    if m.growing == Some(true) {
+        parts.push("grow in progress".into());
+    }
+    if let Some(last) = m.growth.last() {
+        let total: u64 = m.growth.iter().map(|g| g.growth.duration_ns).sum();
+        parts.push(format!(
+            "{} grows taking {:.1} µs (last {} {}→{} {} at len {})",
+            m.grows,
+            total as f64 / 1000.0,
+            last.growth.kind,
+            last.growth.old_capacity,
+            last.growth.new_capacity,
+            last.growth.unit,
+            last.growth.len
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
