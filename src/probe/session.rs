@@ -38,6 +38,17 @@ pub struct Session<'obj> {
     pub skel: MapwriteSkel<'obj>,
     links: Vec<Link>,
     pub attached: Attached,
+    points: Points,
+    pid: u32,
+    exe: std::path::PathBuf,
+    multi: bool,
+}
+
+/// Where each program goes: (file offset, cookie) pairs.
+struct Points {
+    writes: Vec<(u64, u64)>,
+    grow_entries: Vec<(u64, u64)>,
+    grow_rets: Vec<(u64, u64)>,
 }
 
 /// Checks what the kernel and our privileges must give before anything is loaded.
@@ -153,7 +164,6 @@ impl<'obj> Session<'obj> {
                 .update(&addr.to_le_bytes(), pod_bytes(&kp), MapFlags::ANY)
                 .context("installing a key plan")?;
         }
-        let progs = &skel.progs;
         let cookie = |link_addr: u64, role: u64| (link_addr << COOKIE_ROLE_BITS) | role;
         let write_points: Vec<(u64, u64)> = sites
             .iter()
@@ -178,41 +188,70 @@ impl<'obj> Session<'obj> {
                 Err(e) => warnings.push(format!("map growth not traced: {e}")),
             }
         }
+        if entries.is_empty() || rets.is_empty() {
+            entries.clear();
+            rets.clear();
+        }
+        let mut session = Session {
+            skel,
+            links: Vec::new(),
+            attached: Attached {
+                functions: sites.iter().map(|(s, _, _)| s.function.clone()).collect(),
+                multi_link: multi,
+                warnings,
+            },
+            points: Points {
+                writes: write_points,
+                grow_entries: entries,
+                grow_rets: rets,
+            },
+            pid: cfg.pid,
+            exe: exe.to_path_buf(),
+            multi,
+        };
+        session.attach()?;
+        Ok(session)
+    }
+
+    /// Attaches every probe (no-op when attached). Budget mode calls this at each window start.
+    pub fn attach(&mut self) -> Result<()> {
+        if !self.links.is_empty() {
+            return Ok(());
+        }
+        let progs = &self.skel.progs;
+        let (pid, exe, multi) = (self.pid, self.exe.as_path(), self.multi);
         let mut links = attach_points(
             &progs.on_mapassign_multi,
             &progs.on_mapassign,
             multi,
-            &write_points,
-            cfg.pid,
+            &self.points.writes,
+            pid,
             exe,
         )?;
-        if !entries.is_empty() && !rets.is_empty() {
+        if !self.points.grow_entries.is_empty() {
             links.extend(attach_points(
                 &progs.on_grow_multi,
                 &progs.on_grow,
                 multi,
-                &entries,
-                cfg.pid,
+                &self.points.grow_entries,
+                pid,
                 exe,
             )?);
             links.extend(attach_points(
                 &progs.on_grow_ret_multi,
                 &progs.on_grow_ret,
                 multi,
-                &rets,
-                cfg.pid,
+                &self.points.grow_rets,
+                pid,
                 exe,
             )?);
         }
-        Ok(Session {
-            skel,
-            links,
-            attached: Attached {
-                functions: sites.iter().map(|(s, _, _)| s.function.clone()).collect(),
-                multi_link: multi,
-                warnings,
-            },
-        })
+        self.links = links;
+        Ok(())
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.links.is_empty()
     }
 
     /// Kernel-side counters summed over CPUs.

@@ -299,3 +299,19 @@ pub fn redact(text: &str) -> String {
     }
     format!("#{h:016x}")
 }
+
+/// Turns a report of observed writes into budget-mode estimates: every count is divided by the
+/// coverage (the fraction of time the probes were attached) and given a 3-sigma error bound.
+pub fn apply_coverage(r: &mut Report, coverage: f64) {
+    use crate::probe::budget::error_bound;
+    let c = coverage.clamp(1e-9, 1.0);
+    r.mode = "budget";
+    r.coverage = c;
+    for m in &mut r.maps {
+        m.writes_estimated = (m.writes as f64 / c).round() as u64;
+        for k in &mut m.top_keys {
+            k.writes_estimated = (k.writes as f64 / c).round() as u64;
+            k.error_bound = error_bound(k.writes as f64, c).ceil() as u64;
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Measures what one probed map write really costs on this host: the write probe is attached to
+//! two tiny functions of this process — one starting with `push rbp` (emulated by the kernel, as
+//! after Go ≥1.21 prologues) and one with `sub rsp` (single-stepped, as in Go 1.19/1.20) — and a
+//! loop of calls is timed with and without it. Budget mode plans its duty cycle on this number.
+use std::mem::MaybeUninit;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::UprobeOpts;
+
+use super::abi::{MapwriteSkelBuilder, COOKIE_ROLE_BITS};
+
+// The probed functions, and callers that load RBX (map header), RCX (key) and R14 (g) with a
+// pointer to real memory (the first argument) as a Go map write would, so the probe does the
+// same reads as on a target.
+std::arch::global_asm!(
+    ".globl ebpf_map_trace_calib_push",
+    "ebpf_map_trace_calib_push:",
+    "push rbp",
+    "pop rbp",
+    "ret",
+    ".globl ebpf_map_trace_calib_sub",
+    "ebpf_map_trace_calib_sub:",
+    "sub rsp, 8",
+    "add rsp, 8",
+    "ret",
+    ".globl ebpf_map_trace_call_push",
+    "ebpf_map_trace_call_push:",
+    "push rbx",
+    "push r14",
+    "mov rbx, rdi",
+    "mov rcx, rdi",
+    "mov r14, rdi",
+    "call ebpf_map_trace_calib_push",
+    "pop r14",
+    "pop rbx",
+    "ret",
+    ".globl ebpf_map_trace_call_sub",
+    "ebpf_map_trace_call_sub:",
+    "push rbx",
+    "push r14",
+    "mov rbx, rdi",
+    "mov rcx, rdi",
+    "mov r14, rdi",
+    "call ebpf_map_trace_calib_sub",
+    "pop r14",
+    "pop rbx",
+    "ret",
+);
+
+extern "C" {
+    fn ebpf_map_trace_calib_push();
+    fn ebpf_map_trace_calib_sub();
+    fn ebpf_map_trace_call_push(mem: *mut u64);
+    fn ebpf_map_trace_call_sub(mem: *mut u64);
+}
+
+/// Seconds one probed write costs the traced thread, for the kind of instruction probed.
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    pub emulated_s: f64,
+    pub single_stepped_s: f64,
+}
+
+impl Calibration {
+    /// The cost for a probe on `instruction` (as `gobin` prints it, e.g. `push rbp`).
+    pub fn cost_for(&self, instruction: &str) -> f64 {
+        if instruction.starts_with("push") {
+            self.emulated_s
+        } else {
+            self.single_stepped_s
+        }
+    }
+}
+
+const CALLS: u32 = 20_000;
+
+fn time_calls(f: unsafe extern "C" fn(*mut u64)) -> f64 {
+    let mut mem = [0u64; 8];
+    let t = Instant::now();
+    for _ in 0..CALLS {
+        // SAFETY: the callers save and restore the registers they load, and only pass `mem`
+        // (live for the whole loop) to a function that adjusts the stack and returns.
+        unsafe { std::hint::black_box(f)(mem.as_mut_ptr()) };
+    }
+    t.elapsed().as_secs_f64() / f64::from(CALLS)
+}
+
+/// File offset of a code address of this process, from /proc/self/maps.
+fn self_file_offset(addr: u64) -> Result<(std::path::PathBuf, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    for line in maps.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (Some(range), Some(off), Some(path)) = (cols.first(), cols.get(2), cols.get(5)) else {
+            continue;
+        };
+        let (lo, hi) = range.split_once('-').unwrap_or(("0", "0"));
+        let (lo, hi) = (u64::from_str_radix(lo, 16)?, u64::from_str_radix(hi, 16)?);
+        if addr >= lo && addr < hi {
+            return Ok((path.into(), addr - lo + u64::from_str_radix(off, 16)?));
+        }
+    }
+    bail!("address {addr:#x} is not mapped from a file")
+}
+
+pub fn calibrate() -> Result<Calibration> {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = MapwriteSkelBuilder::default()
+        .open(&mut storage)
+        .context("calibration: opening BPF")?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| anyhow!("no rodata"))?;
+    rodata.target_tgid = std::process::id();
+    rodata.key_bytes = 8;
+    rodata.goid_offset = 16; // within the buffer R14 points at
+    open.progs.on_mapassign_multi.set_autoload(false);
+    open.progs.on_grow_multi.set_autoload(false);
+    open.progs.on_grow_ret_multi.set_autoload(false);
+    open.progs.on_grow.set_autoload(false);
+    open.progs.on_grow_ret.set_autoload(false);
+    let skel = open.load().context("calibration: loading BPF")?;
+    let mut cost = [0.0; 2];
+    let targets: [(unsafe extern "C" fn(), unsafe extern "C" fn(*mut u64)); 2] = [
+        (ebpf_map_trace_calib_push, ebpf_map_trace_call_push),
+        (ebpf_map_trace_calib_sub, ebpf_map_trace_call_sub),
+    ];
+    for (i, (probed_fn, f)) in targets.into_iter().enumerate() {
+        let addr = probed_fn as usize as u64;
+        let (path, off) = self_file_offset(addr)?;
+        time_calls(f); // warm up
+        let plain = time_calls(f);
+        let opts = UprobeOpts {
+            cookie: (addr << COOKIE_ROLE_BITS) | 2,
+            ..Default::default()
+        };
+        let link = skel
+            .progs
+            .on_mapassign
+            .attach_uprobe_with_opts(std::process::id() as i32, &path, off as usize, opts)
+            .context("calibration: attaching")?;
+        let probed = time_calls(f);
+        drop(link);
+        cost[i] = (probed - plain).max(0.0);
+    }
+    Ok(Calibration {
+        emulated_s: cost[0],
+        single_stepped_s: cost[1],
+    })
+}
