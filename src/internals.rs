@@ -281,6 +281,7 @@ mod tests {
             site,
             goid,
             header: [0; 4],
+            stack: vec![],
             pid: 1,
             tid: 1,
             key_len: 0,

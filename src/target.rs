@@ -36,3 +36,37 @@ pub fn load_bias(pid: u32, link_base: u64, pie: bool) -> Result<u64> {
     }
     bail!("process {pid} has no mapping of its executable at offset 0")
 }
+
+/// Whether the process exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Running processes whose executable is `binary` (compared by device and inode, so it works
+/// for processes in other mount namespaces too, through /proc/PID/exe).
+pub fn processes_of(binary: &std::path::Path) -> anyhow::Result<Vec<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    let want =
+        std::fs::metadata(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/exe")) {
+            if m.dev() == want.dev() && m.ino() == want.ino() && process_alive(pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}

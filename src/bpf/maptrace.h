@@ -11,6 +11,8 @@ struct pt_regs {
 
 /* Largest number of key bytes captured per write (--key-bytes is capped to this). */
 #define KEY_MAX 256
+/* User stack frames captured per write with `trace --stack`. */
+#define STACK_MAX 24
 /* String fields followed inside a generic (struct/array) key. */
 #define PLAN_MAX_STRINGS 4
 
@@ -59,6 +61,10 @@ struct write_event {
 	 * noverflow@10, buckets@16, oldbuckets@24. Swiss maps.Map: used@0, seed@8, dirPtr@16,
 	 * dirLen@24. */
 	__u64 header[4];
+	/* With capture_stack: the frame-pointer walk from the probe (frame 0 is the probe's own
+	 * function; the direct caller is `site`, which the walk skips), link-time addresses. */
+	__u64 stack[STACK_MAX];
+	__u32 stack_len;
 	__u32 pid;
 	__u32 tid;
 	__u32 key_len;    /* full key length in bytes (string length, or key size) */

@@ -13,6 +13,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 target_tgid = 0;
 const volatile __u32 goid_offset = 0;
 const volatile __u32 key_bytes = 64;
+const volatile __u32 capture_stack = 0;
 
 /* Userspace reads `struct write_event` from here. */
 struct {
@@ -196,6 +197,16 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	e->site -= bias;
 	if (bpf_copy_from_user(e->header, sizeof(e->header), (void *)ctx->bx) != 0)
 		__builtin_memset(e->header, 0, sizeof(e->header));
+	e->stack_len = 0;
+	if (capture_stack) {
+		long n = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
+		if (n > 0) {
+			e->stack_len = n / 8;
+			for (int i = 0; i < STACK_MAX; i++)
+				if (i < e->stack_len)
+					e->stack[i] -= bias;
+		}
+	}
 	if (goid_offset)
 		bpf_copy_from_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
 

@@ -1,6 +1,7 @@
 //! Command-line interface: what the user typed (clap) and dispatch to one module per command.
 mod inspect;
 mod run;
+mod signals;
 
 use std::process::ExitCode;
 

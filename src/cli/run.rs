@@ -4,11 +4,11 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::signals::{install_signal_handlers, stop_requested};
 use crate::gobin::GoBinary;
 use crate::hotkeys::exact::ExactCounts;
 use crate::internals::GrowthMatcher;
@@ -17,6 +17,7 @@ use crate::probe::events::{GrowEvent, WriteEvent};
 use crate::probe::launch::{resolve_command, HeldChild};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, table};
+use crate::target::process_alive;
 
 #[derive(clap::Args)]
 #[command(
@@ -58,21 +59,6 @@ struct Intake {
     growth: GrowthMatcher,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-    }
-}
-
 enum Target {
     Child(HeldChild),
     Running(u32),
@@ -105,6 +91,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &Config {
             pid,
             key_bytes: args.key_bytes,
+            stack: false,
         },
         &plans,
     )?;
@@ -147,7 +134,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut exit_status = None;
     loop {
         ring.consume().context("reading events")?;
-        if STOP.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
+        if stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         match &target {
@@ -205,17 +192,4 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (Target::Running(_), None) => 0,
     };
     Ok(ExitCode::from(status.clamp(0, 255) as u8))
-}
-
-fn process_alive(pid: u32) -> bool {
-    // A zombie still has /proc/PID; its state line says Z.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
 }

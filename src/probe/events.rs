@@ -13,6 +13,8 @@ pub struct WriteEvent {
     pub goid: u64,
     /// First 32 bytes of the map header before the write (see `struct write_event`).
     pub header: [u64; 4],
+    /// With stack capture: the frame-pointer walk (link-time; frame 0 is the map function).
+    pub stack: Vec<u64>,
     pub pid: u32,
     pub tid: u32,
     pub key_len: u32,
@@ -48,6 +50,7 @@ impl WriteEvent {
             site: raw.site,
             goid: raw.goid,
             header: raw.header,
+            stack: raw.stack[..(raw.stack_len as usize).min(raw.stack.len())].to_vec(),
             pid: raw.pid,
             tid: raw.tid,
             key_len: raw.key_len,

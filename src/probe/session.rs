@@ -16,6 +16,8 @@ pub struct Config {
     pub pid: u32,
     /// Key bytes captured per write (≤ 256).
     pub key_bytes: u32,
+    /// Capture each write's goroutine stack (frame-pointer walk).
+    pub stack: bool,
 }
 
 /// How the probes were attached, for the report and for `--verbose` users.
@@ -140,6 +142,7 @@ impl<'obj> Session<'obj> {
             .ok_or_else(|| anyhow!("BPF object has no rodata"))?;
         rodata.target_tgid = cfg.pid;
         rodata.key_bytes = cfg.key_bytes.min(KEY_MAX as u32);
+        rodata.capture_stack = u32::from(cfg.stack);
         rodata.goid_offset = bin.goid_offset().map(|g| g.offset as u32).unwrap_or(0);
         // Load either the uprobe_multi programs or the per-function ones, not both.
         open.progs.on_mapassign_multi.set_autoload(multi);

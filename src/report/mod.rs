@@ -64,6 +64,9 @@ pub struct MapReport {
     pub overflow_buckets: Option<u64>,
     pub growing: Option<bool>,
     pub growth: Vec<GrowthReport>,
+    /// Live views (`top`): estimated writes per second over the last refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_per_s: Option<f64>,
     pub sites: Vec<SiteReport>,
     pub top_keys: Vec<KeyReport>,
 }
@@ -94,6 +97,11 @@ pub struct KeyReport {
     pub error_bound: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Live views: estimated writes per second now, and the ratio to a refresh ago.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend: Option<f64>,
 }
 
 pub struct Meta {
@@ -238,6 +246,8 @@ fn map_report(
             writes_estimated: k.writes,
             error_bound: 0,
             truncated: k.truncated,
+            writes_per_s: None,
+            trend: None,
         })
         .collect();
     let growth: Vec<GrowthReport> = m
@@ -287,6 +297,7 @@ fn map_report(
         growth,
         sites,
         top_keys,
+        writes_per_s: None,
     }
 }
 
