@@ -1,7 +1,12 @@
 //! Command-line interface: what the user typed (clap) and dispatch to one module per command.
 mod inspect;
+mod live;
 mod run;
 mod signals;
+mod top;
+pub mod top_ui;
+mod top_ui_driver;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -29,6 +34,8 @@ struct Cli {
 enum Command {
     Inspect(inspect::Args),
     Run(run::Args),
+    Top(top::Args),
+    Trace(trace::Args),
 }
 
 /// Parses arguments, runs the command, and turns any failure into one line on stderr.
@@ -37,6 +44,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),
+        Command::Top(args) => top::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(code) => code,

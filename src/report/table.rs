@@ -40,11 +40,19 @@ pub fn render(r: &Report) -> String {
         } else {
             String::new()
         };
-        let _ = writeln!(
-            o,
-            "\n{}  {}  {} writes, {} distinct keys{inst}",
-            m.type_name, m.id, m.writes, m.distinct_keys
-        );
+        if r.mode == "budget" {
+            let _ = writeln!(
+                o,
+                "\n{}  {}  ~{} writes ({} observed)",
+                m.type_name, m.id, m.writes_estimated, m.writes
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "\n{}  {}  {} writes, {} distinct keys{inst}",
+                m.type_name, m.id, m.writes, m.distinct_keys
+            );
+        }
         if let Some(line) = internals_line(m) {
             let _ = writeln!(o, "    {line}");
         }
@@ -73,11 +81,16 @@ pub fn render(r: &Report) -> String {
             } else {
                 k.key.clone()
             };
+            let count = if r.mode == "budget" {
+                format!("~{} ±{}", k.writes_estimated, k.error_bound)
+            } else {
+                k.writes.to_string()
+            };
             let _ = writeln!(
                 o,
-                "    #{:<3} {:>10} {:>5.1}%  {}",
+                "    #{:<3} {:>16} {:>5.1}%  {}",
                 i + 1,
-                k.writes,
+                count,
                 share(k.writes),
                 key
             );

@@ -1,0 +1,308 @@
+//! The live loop shared by `top` and `trace`: attach to a running process, keep the probes on a
+//! duty cycle (budget mode) or always on (exact), take in events, and every refresh hand the
+//! caller a report of what was seen. Owns the target resolution for `-p PID | --binary PATH`.
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::signals::{install_signal_handlers, stop_requested};
+use crate::gobin::GoBinary;
+use crate::hotkeys::live::LiveCounts;
+use crate::internals::GrowthMatcher;
+use crate::keys::{plans_for_binary, Decoders, Key};
+use crate::probe::budget::DutyCycle;
+use crate::probe::calibrate::calibrate;
+use crate::probe::events::{GrowEvent, WriteEvent};
+use crate::probe::session::{Config, Session};
+use crate::report::{self, Report};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Probes always attached: every write counted.
+    Exact,
+    /// Probes attached part of the time to keep the target's slowdown under --overhead.
+    Budget,
+}
+
+/// Options every live command takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LiveArgs {
+    /// Process to watch.
+    #[arg(
+        short,
+        long,
+        required_unless_present = "binary",
+        conflicts_with = "binary"
+    )]
+    pub pid: Option<u32>,
+    /// Watch the running process of this executable.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// exact: every write; budget: sampled within --overhead.
+    #[arg(long, value_enum, default_value_t = Mode::Budget)]
+    pub mode: Mode,
+    /// Budget mode: allowed slowdown of the target, in percent.
+    #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
+    pub overhead: f64,
+    /// Keys shown per map.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Bytes of each key captured (at most 256).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub key_bytes: u32,
+    /// Show keys only as hashes.
+    #[arg(long)]
+    pub redact: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub refresh: f64,
+    /// Capture goroutine stacks (set by `trace --stack`).
+    #[arg(skip)]
+    pub stack: bool,
+}
+
+/// Resolves `-p PID | --binary PATH` to one running process.
+pub fn resolve_pid(pid: Option<u32>, binary: Option<&Path>) -> Result<u32> {
+    if let Some(pid) = pid {
+        crate::target::exe_of(pid)?;
+        return Ok(pid);
+    }
+    let binary = binary.context("give -p PID or --binary PATH")?;
+    let pids = crate::target::processes_of(binary)?;
+    match pids.as_slice() {
+        [] => bail!("no running process of {}", binary.display()),
+        [p] => Ok(*p),
+        [p, ..] => {
+            eprintln!(
+                "ebpf-map-trace: {} processes run {}; watching the oldest, {p} (-p to choose)",
+                pids.len(),
+                binary.display()
+            );
+            Ok(*p)
+        }
+    }
+}
+
+/// What each refresh gives the caller.
+pub struct Refresh {
+    pub report: Report,
+    /// Writes per second per `report.maps[i]` over the last refresh (estimated).
+    pub map_rates: Vec<f64>,
+    pub overhead_percent: f64,
+}
+
+/// Per-event hook (for `trace`): the event and its decoded key.
+pub type OnEvent<'a> = dyn FnMut(&WriteEvent, &Key) + 'a;
+
+/// Runs until Ctrl-C, `--duration`, the target's exit, or `on_refresh` returns false.
+pub fn run_live(
+    args: &LiveArgs,
+    on_event: &mut OnEvent<'_>,
+    on_grow: &mut dyn FnMut(&GrowEvent),
+    on_refresh: &mut dyn FnMut(Refresh) -> Result<bool>,
+) -> Result<()> {
+    let pid = resolve_pid(args.pid, args.binary.as_deref())?;
+    let exe = crate::target::exe_of(pid)?;
+    let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
+    let types = bin.types();
+    let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
+    crate::probe::session::preflight()?;
+    let cost = match args.mode {
+        Mode::Budget => {
+            let c = calibrate().context("calibrating the cost of a probed write")?;
+            let instruction = bin
+                .map_functions()
+                .into_iter()
+                .find(|f| f.role == crate::gobin::Role::AssignFastStr)
+                .and_then(|f| f.probe.ok())
+                .map(|p| p.instruction)
+                .unwrap_or_else(|| "push rbp".into());
+            c.cost_for(&instruction)
+        }
+        Mode::Exact => 0.0,
+    };
+    let mut duty = DutyCycle::new(args.overhead, cost);
+    let mut storage = MaybeUninit::uninit();
+    let mut session = Session::start(
+        &mut storage,
+        &bin,
+        &exe,
+        &Config {
+            pid,
+            key_bytes: args.key_bytes,
+            stack: args.stack,
+        },
+        &plans,
+    )?;
+    install_signal_handlers();
+
+    let live = RefCell::new((
+        LiveCounts::default(),
+        Decoders::default(),
+        GrowthMatcher::default(),
+    ));
+    let hooks = RefCell::new((on_event, on_grow));
+    let mut builder = libbpf_rs::RingBufferBuilder::new();
+    builder
+        .add(&session.skel.maps.grow_events, |data: &[u8]| {
+            if let Some(g) = GrowEvent::parse(data) {
+                live.borrow_mut().2.on_grow(&g);
+                (hooks.borrow_mut().1)(&g);
+            }
+            0
+        })?
+        .add(&session.skel.maps.events, |data: &[u8]| {
+            if let Some(ev) = WriteEvent::parse(data) {
+                let mut st = live.borrow_mut();
+                let (counts, decoders, growth) = &mut *st;
+                let key = decoders.decode(&ev, types.as_ref());
+                growth.on_write(&ev, &key.text);
+                counts.add(&ev, &key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
+                (hooks.borrow_mut().0)(&ev, &key);
+            }
+            0
+        })?;
+    let ring = builder.build()?;
+
+    let started = Instant::now();
+    let refresh = Duration::from_secs_f64(args.refresh.max(0.05));
+    let deadline = args
+        .duration
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let mut next_refresh = started + refresh;
+    let mut window_start = started;
+    let mut window_end = started + crate::probe::budget::MIN_ON.max(Duration::from_millis(100));
+    let mut attached_total = Duration::ZERO;
+    let mut attached_at_refresh = Duration::ZERO;
+    let mut events_at_window = 0u64;
+    let decay = 0.7f64;
+    loop {
+        ring.consume()?;
+        let now = Instant::now();
+        if args.mode == Mode::Budget {
+            if session.is_attached() && now >= window_end {
+                session.detach();
+                ring.consume()?;
+                let on = now - window_start;
+                attached_total += on;
+                let events = live.borrow().0.events;
+                duty.observe(events - events_at_window, on);
+                let (next_on, off) = duty.plan();
+                if off.is_zero() {
+                    session.attach()?;
+                    window_start = Instant::now();
+                    window_end = window_start + next_on;
+                } else {
+                    window_end = now + off;
+                }
+            } else if !session.is_attached() && now >= window_end {
+                session.attach()?;
+                events_at_window = live.borrow().0.events;
+                window_start = Instant::now();
+                window_end = window_start + duty.plan().0;
+            }
+        }
+        let done = stop_requested()
+            || deadline.is_some_and(|d| now >= d)
+            || !crate::target::process_alive(pid);
+        if now >= next_refresh || done {
+            let elapsed = now - started;
+            let attached_now = attached_total
+                + if session.is_attached() {
+                    now - window_start
+                } else {
+                    Duration::ZERO
+                };
+            let coverage = match args.mode {
+                Mode::Exact => 1.0,
+                Mode::Budget => {
+                    (attached_now.as_secs_f64() / elapsed.as_secs_f64().max(1e-9)).clamp(1e-6, 1.0)
+                }
+            };
+            let window_attached = (attached_now - attached_at_refresh).as_secs_f64().max(1e-6);
+            let (report, map_rates) = {
+                let mut st = live.borrow_mut();
+                let (counts, _, growth) = &mut *st;
+                let mut view = counts.view(args.top);
+                growth.finish();
+                view.add_growth(growth.resolved.clone());
+                let mut rep = report::build(
+                    &bin,
+                    &view,
+                    &report::Meta {
+                        pid,
+                        binary: std::fs::read_link(&exe)
+                            .unwrap_or_else(|_| exe.clone())
+                            .display()
+                            .to_string(),
+                        duration_s: elapsed.as_secs_f64(),
+                        lost_events: session.counters().lost,
+                        top: args.top,
+                        redact: args.redact,
+                    },
+                );
+                if args.mode == Mode::Budget {
+                    report::apply_coverage(&mut rep, coverage);
+                }
+                let rates: Vec<f64> = rep
+                    .maps
+                    .iter()
+                    .map(|m| {
+                        counts
+                            .maps
+                            .values()
+                            .filter(|l| format!("{:#x}", l.map_ptr) == m.id)
+                            .map(|l| l.window_observed as f64 / window_attached)
+                            .sum()
+                    })
+                    .collect();
+                for (m, r) in rep.maps.iter_mut().zip(&rates) {
+                    m.writes_per_s = Some(*r);
+                    let lm = counts
+                        .maps
+                        .values()
+                        .find(|l| format!("{:#x}", l.map_ptr) == m.id);
+                    if let Some(lm) = lm {
+                        let recent: std::collections::HashMap<String, (Vec<u8>, f64)> = lm
+                            .recent
+                            .top(args.top * 4)
+                            .into_iter()
+                            .map(|e| (e.text.clone(), (e.id, e.count)))
+                            .collect();
+                        for k in &mut m.top_keys {
+                            if let Some((id, w)) = recent.get(&k.key) {
+                                // Steady state of a decayed sum: weight × (1 − decay) per refresh.
+                                k.writes_per_s =
+                                    Some(w * (1.0 - decay) / refresh.as_secs_f64() / coverage);
+                                k.trend = Some(lm.trend(id, *w, decay));
+                            }
+                        }
+                    }
+                }
+                counts.end_window(decay, args.top * 4);
+                (rep, rates)
+            };
+            attached_at_refresh = attached_now;
+            next_refresh = now + refresh;
+            let overhead_percent = duty.estimated_overhead() * 100.0;
+            let go_on = on_refresh(Refresh {
+                report,
+                map_rates,
+                overhead_percent,
+            })?;
+            if !go_on || done {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    session.detach();
+    ring.consume()?;
+    Ok(())
+}

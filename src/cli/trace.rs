@@ -1,0 +1,231 @@
+//! `trace`: a stream of individual map writes (time, pid, goroutine, map, key, call site), with
+//! the goroutine's stack on request, filters, grows, and a rate limit that says what it hid.
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::live::{run_live, LiveArgs};
+use crate::gobin::GoBinary;
+use crate::internals::Growth;
+use crate::report::site_of;
+
+#[derive(clap::Args)]
+#[command(
+    about = "Stream individual map writes with their goroutine, key and call site (and stack)",
+    after_help = "Examples:
+  sudo ebpf-map-trace trace -p $(pidof server) --map 'map[string]*main.Session' --stack
+  sudo ebpf-map-trace trace -p $(pidof server) --key user:42 --mode exact --json
+  sudo ebpf-map-trace trace -p $(pidof server) --grows --max-rate 50"
+)]
+pub struct Args {
+    #[command(flatten)]
+    live: LiveArgs,
+    /// Only writes to maps whose type contains this text (e.g. `map[string]int`).
+    #[arg(long = "map", value_name = "TYPE")]
+    map_filter: Option<String>,
+    /// Only writes of this key (as printed).
+    #[arg(long = "key", value_name = "KEY")]
+    key_filter: Option<String>,
+    /// Only writes from call sites whose function or file:line contains this text.
+    #[arg(long = "site", value_name = "TEXT")]
+    site_filter: Option<String>,
+    /// Show each write's goroutine stack (frame-pointer walk, symbolized).
+    #[arg(long)]
+    stack: bool,
+    /// Also show map growth events.
+    #[arg(long)]
+    grows: bool,
+    /// Lines per second at most; writes beyond are counted and the count is reported.
+    #[arg(long, default_value_t = 1000)]
+    max_rate: u64,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Frame {
+    function: String,
+    file: String,
+    line: u32,
+}
+
+#[derive(Serialize)]
+struct WriteLine<'a> {
+    event: &'static str,
+    t_s: f64,
+    pid: u32,
+    goid: u64,
+    map: &'a str,
+    map_id: String,
+    key: &'a str,
+    function: String,
+    file: String,
+    line: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stack: Vec<Frame>,
+}
+
+/// Names of map types, cached per descriptor address.
+struct TypeNames<'b> {
+    bin: &'b GoBinary,
+    cache: std::collections::HashMap<u64, String>,
+}
+
+impl TypeNames<'_> {
+    fn name(&mut self, addr: u64) -> &str {
+        let bin = self.bin;
+        self.cache.entry(addr).or_insert_with(|| {
+            bin.types()
+                .and_then(|r| r.read(addr).ok())
+                .map(|t| t.name)
+                .unwrap_or_else(|| format!("type@{addr:#x}"))
+        })
+    }
+}
+
+pub fn run(mut args: Args) -> Result<ExitCode> {
+    args.live.stack = args.stack;
+    // Symbolization needs the binary; open it once more here (cheap) for the event hook.
+    let pid = super::live::resolve_pid(args.live.pid, args.live.binary.as_deref())?;
+    let bin = GoBinary::open(&crate::target::exe_of(pid)?)?;
+    args.live.pid = Some(pid);
+    args.live.binary = None;
+    let mut names = TypeNames {
+        bin: &bin,
+        cache: Default::default(),
+    };
+    let started = Instant::now();
+    let mut second = 0u64;
+    let (mut shown_this_second, mut hidden) = (0u64, 0u64);
+    let mut on_event = |ev: &crate::probe::events::WriteEvent, key: &crate::keys::Key| {
+        let map = names.name(ev.map_type).to_string();
+        if args
+            .map_filter
+            .as_ref()
+            .is_some_and(|f| !map.contains(f.as_str()))
+        {
+            return;
+        }
+        if args.key_filter.as_ref().is_some_and(|f| *f != key.text) {
+            return;
+        }
+        let site = site_of(&bin, ev.site);
+        if let Some(f) = &args.site_filter {
+            if !site.function.contains(f.as_str())
+                && !format!("{}:{}", site.file, site.line).contains(f.as_str())
+            {
+                return;
+            }
+        }
+        let t = started.elapsed().as_secs_f64();
+        if t as u64 != second {
+            second = t as u64;
+            shown_this_second = 0;
+        }
+        if shown_this_second >= args.max_rate {
+            hidden += 1;
+            return;
+        }
+        shown_this_second += 1;
+        let stack: Vec<Frame> = if args.stack {
+            // The walk past the map function (frame 0). Kernels that recognise a probe at a
+            // function's entry (`push rbp`) put the direct caller ([RSP]) in frame 1 themselves;
+            // older ones skip it, so add `site` when it is missing.
+            let walk = ev.stack.get(1..).unwrap_or(&[]);
+            let caller = (walk.first() != Some(&ev.site)).then_some(ev.site);
+            caller
+                .into_iter()
+                .chain(walk.iter().copied())
+                .map(|ret| {
+                    let s = site_of(&bin, ret);
+                    Frame {
+                        function: s.function,
+                        file: s.file,
+                        line: s.line,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let line = WriteLine {
+            event: "write",
+            t_s: t,
+            pid: ev.pid,
+            goid: ev.goid,
+            map: &map,
+            map_id: format!("{:#x}", ev.map_ptr),
+            key: &key.text,
+            function: site.function,
+            file: site.file,
+            line: site.line,
+            stack,
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&line).unwrap_or_default());
+        } else {
+            println!(
+                "{:>10.6} {:>7} g{:<6} {} {:?}  {} {}:{}",
+                line.t_s,
+                line.pid,
+                line.goid,
+                line.map,
+                line.key,
+                line.function,
+                line.file,
+                line.line
+            );
+            for f in &line.stack {
+                println!("{:>28} {} {}:{}", "", f.function, f.file, f.line);
+            }
+        }
+    };
+    let mut on_grow = |g: &crate::probe::events::GrowEvent| {
+        if !args.grows {
+            return;
+        }
+        let growth = Growth::from_event(g);
+        if args.json {
+            #[derive(Serialize)]
+            struct GrowLine<'a> {
+                event: &'static str,
+                map_id: String,
+                #[serde(flatten)]
+                growth: &'a Growth,
+            }
+            let l = GrowLine {
+                event: "grow",
+                map_id: format!("{:#x}", g.map_ptr),
+                growth: &growth,
+            };
+            println!("{}", serde_json::to_string(&l).unwrap_or_default());
+        } else {
+            println!(
+                "{:>10.6} grow {:#x}: {} {}→{} {} at len {}, {:.1} µs",
+                started.elapsed().as_secs_f64(),
+                g.map_ptr,
+                growth.kind,
+                growth.old_capacity,
+                growth.new_capacity,
+                growth.unit,
+                growth.len,
+                growth.duration_ns as f64 / 1000.0
+            );
+        }
+    };
+    let mut coverage = 1.0;
+    run_live(&args.live, &mut on_event, &mut on_grow, &mut |r| {
+        coverage = r.report.coverage;
+        Ok(true)
+    })?;
+    eprintln!(
+        "ebpf-map-trace: {hidden} writes not shown (over --max-rate {}/s); probes attached {:.1} % of the time ({} mode)",
+        args.max_rate,
+        coverage * 100.0,
+        if args.live.mode == super::live::Mode::Exact { "exact" } else { "budget" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
