@@ -181,19 +181,33 @@ pub fn run_live(
     let mut attached_total = Duration::ZERO;
     let mut attached_at_refresh = Duration::ZERO;
     let mut events_at_window = 0u64;
+    let mut estimated_closed = 0.0f64;
+    let mut window_scale = 1.0f64;
+    let mut planned_cycle = crate::probe::budget::PERIOD;
     let decay = 0.7f64;
     loop {
         ring.consume()?;
         let now = Instant::now();
         if args.mode == Mode::Budget {
-            if session.is_attached() && now >= window_end {
+            // A burst can spend the whole cycle's budget early: end the window at once then.
+            let spent = (live.borrow().0.events - events_at_window) as f64 * cost;
+            let burst = session.is_attached()
+                && spent >= args.overhead / 100.0 * planned_cycle.as_secs_f64();
+            if session.is_attached() && (now >= window_end || burst) {
                 session.detach();
                 ring.consume()?;
                 let on = now - window_start;
                 attached_total += on;
                 let events = live.borrow().0.events;
-                duty.observe(events - events_at_window, on);
+                let window_events = events - events_at_window;
+                duty.observe(window_events, on);
                 let (next_on, off) = duty.plan();
+                // Horvitz–Thompson: this window stands for itself and the gap after it.
+                estimated_closed +=
+                    window_events as f64 * (on + off).as_secs_f64() / on.as_secs_f64().max(1e-9);
+                events_at_window = events;
+                window_scale = (next_on + off).as_secs_f64() / next_on.as_secs_f64().max(1e-9);
+                planned_cycle = next_on + off;
                 if off.is_zero() {
                     session.attach()?;
                     window_start = Instant::now();
@@ -219,10 +233,24 @@ pub fn run_live(
                 } else {
                     Duration::ZERO
                 };
+            // Coverage as the estimator sees it: observed ÷ estimated writes (each window weighted
+            // by its own duty cycle); the attached-time fraction before any write is seen.
             let coverage = match args.mode {
                 Mode::Exact => 1.0,
                 Mode::Budget => {
-                    (attached_now.as_secs_f64() / elapsed.as_secs_f64().max(1e-9)).clamp(1e-6, 1.0)
+                    let events = live.borrow().0.events;
+                    let open = if session.is_attached() {
+                        (events - events_at_window) as f64 * window_scale
+                    } else {
+                        0.0
+                    };
+                    let estimated = estimated_closed + open;
+                    if events > 0 && estimated > 0.0 {
+                        (events as f64 / estimated).clamp(1e-6, 1.0)
+                    } else {
+                        (attached_now.as_secs_f64() / elapsed.as_secs_f64().max(1e-9))
+                            .clamp(1e-6, 1.0)
+                    }
                 }
             };
             let window_attached = (attached_now - attached_at_refresh).as_secs_f64().max(1e-6);
@@ -283,6 +311,12 @@ pub fn run_live(
                                 k.trend = Some(lm.trend(id, *w, decay));
                             }
                         }
+                        // Rank by what is hot now.
+                        m.top_keys.sort_by(|a, b| {
+                            b.writes_per_s
+                                .unwrap_or(0.0)
+                                .total_cmp(&a.writes_per_s.unwrap_or(0.0))
+                        });
                     }
                 }
                 counts.end_window(decay, args.top * 4);

@@ -103,8 +103,9 @@ impl LiveCounts {
         }
     }
 
-    /// The tracked state as exact-style counts over the top `top` keys of each map (observed
-    /// writes, not yet scaled by coverage), so the report builder serves both modes.
+    /// The tracked state as exact-style counts over the `top` keys of each map that are hottest
+    /// now (observed writes since the start, not yet scaled by coverage), so the report builder
+    /// serves both modes.
     pub fn view(&self, top: usize) -> ExactCounts {
         let mut out = ExactCounts {
             events: self.events,
@@ -112,17 +113,25 @@ impl LiveCounts {
             ..Default::default()
         };
         for (id, m) in &self.maps {
-            let keys = m
+            // What is hot now (the decayed sketch) picks the keys; their counts are cumulative.
+            let cumulative: HashMap<Vec<u8>, f64> = m
                 .cumulative
+                .top(KEYS_PER_MAP)
+                .into_iter()
+                .map(|e| (e.id, e.count))
+                .collect();
+            let keys = m
+                .recent
                 .top(top)
                 .into_iter()
                 .map(|e| {
+                    let writes = cumulative.get(&e.id).copied().unwrap_or(e.count).round() as u64;
                     (
                         e.id,
                         KeyCount {
                             text: e.text,
                             truncated: e.truncated,
-                            writes: e.count.round() as u64,
+                            writes,
                         },
                     )
                 })
