@@ -72,6 +72,9 @@ impl Growth {
 
 /// Writes remembered per goroutine to find a growth's trigger among them.
 const HISTORY: usize = 64;
+/// Goroutines remembered, and growths kept: bounds for long-running live views.
+const MAX_GOROUTINES: usize = 4096;
+const MAX_RESOLVED: usize = 10_000;
 
 /// Ties growth events to their triggering writes. Grow and write events arrive through two ring
 /// buffers, so a growth may be seen before or after its write: growths wait until a later write
@@ -95,6 +98,9 @@ impl GrowthMatcher {
     pub fn on_write(&mut self, ev: &WriteEvent, key_text: &str) {
         if !self.pending.is_empty() {
             self.resolve(|g| g.goid == ev.goid && g.start_ns < ev.ts_ns);
+        }
+        if self.recent.len() >= MAX_GOROUTINES && !self.recent.contains_key(&ev.goid) {
+            self.recent.clear(); // forget old goroutines wholesale: rare, and cheap
         }
         let h = self.recent.entry(ev.goid).or_default();
         if h.len() == HISTORY {
@@ -121,6 +127,10 @@ impl GrowthMatcher {
                 if let Some((_, key, site)) = trigger {
                     g.key = key.clone();
                     g.site = *site;
+                }
+                if self.resolved.len() >= MAX_RESOLVED {
+                    // Keep the newest half: live views show recent growth.
+                    self.resolved.drain(..MAX_RESOLVED / 2);
                 }
                 self.resolved.push((map, g));
             } else {

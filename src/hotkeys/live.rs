@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use super::exact::{ExactCounts, KeyCount, MapCounts};
-use super::spacesaving::TopK;
+use super::sketch::TopK;
 use crate::keys::Key;
 use crate::probe::events::WriteEvent;
 
 /// Keys tracked per map and sketch.
-pub const KEYS_PER_MAP: usize = 1024;
+pub const KEYS_PER_MAP: usize = 256;
 /// Map instances tracked before folding by type.
-pub const MAX_MAPS: usize = 256;
+pub const MAX_MAPS: usize = 128;
 /// Sites tracked per map (call sites are few; this only bounds pathological code).
 const MAX_SITES: usize = 256;
 
@@ -157,4 +157,13 @@ impl LiveCounts {
     pub fn memory_bound_bytes(key_bytes: usize) -> usize {
         MAX_MAPS * (2 * TopK::memory_bound_bytes(KEYS_PER_MAP, key_bytes) + MAX_SITES * 32 + 4096)
     }
+}
+
+/// The tracer's stated peak memory (RSS) for a live view, whatever the keys: the sketches'
+/// bound, the ring buffers (64 MiB of write events, 1 MiB of growth events, mapped and touched
+/// as they fill), three copies' worth of the target binary (file bytes, function table, names),
+/// and 64 MiB for everything else (libbpf, key decoders, the Rust runtime).
+pub fn memory_bound_rss(key_bytes: usize, binary_size: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    LiveCounts::memory_bound_bytes(key_bytes) as u64 + 65 * MIB + 3 * binary_size + 64 * MIB
 }

@@ -2,4 +2,3 @@
 pub mod exact;
 pub mod live;
 pub mod sketch;
-pub mod spacesaving;

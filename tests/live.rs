@@ -1,0 +1,361 @@
+//! Live views (root, real probes): budget-mode estimates within their stated error bound, `top
+//! --once` / `--json` name the hot key, the terminal UI in tmux shows it and quits on `q`,
+//! `trace --stack` shows the writing function chain, and memory stays bounded with 5 million
+//! distinct keys.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{GoProcess, Variant};
+use serde_json::Value;
+
+const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "live tests need root (CAP_BPF + CAP_PERFMON)"
+    );
+}
+
+fn workload() -> std::path::PathBuf {
+    common::build("workload", &common::newest_toolchain(), Variant::Plain)
+}
+
+/// The tracer holds at least one BPF link (its probes are attached).
+fn wait_attached(tracer: &Child) {
+    let t0 = Instant::now();
+    loop {
+        let dir = std::fs::read_dir(format!("/proc/{}/fdinfo", tracer.id()))
+            .map(|d| d.flatten().collect::<Vec<_>>())
+            .unwrap_or_default();
+        if dir
+            .iter()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| s.contains("link_id:")))
+        {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "tracer never attached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn_tracer(args: &[&str]) -> Child {
+    Command::new(TRACER)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn the_map<'a>(report: &'a Value, type_name: &str) -> &'a Value {
+    report["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == type_name)
+        .unwrap_or_else(|| panic!("no {type_name} in {report}"))
+}
+
+#[test]
+fn budget_estimates_are_within_their_error_bound() {
+    require_root();
+    let target = GoProcess::start_waiting(
+        &workload(),
+        &["-rate", "20000", "-duration", "6", "-keys", "200"],
+    );
+    let pid = target.pid().to_string();
+    let tracer = spawn_tracer(&[
+        "top",
+        "-p",
+        &pid,
+        "--once",
+        "--json",
+        "--duration",
+        "60",
+        "--overhead",
+        "1",
+        "--top",
+        "5",
+    ]);
+    wait_attached(&tracer);
+    target.release();
+    let truth = common::parse_workload(&target.finish());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_lines(&out.stdout).pop().expect("a JSON snapshot");
+    assert_eq!(report["mode"], "budget");
+    let coverage = report["coverage"].as_f64().unwrap();
+    assert!(
+        coverage > 0.0 && coverage < 1.0,
+        "20k writes/s must be sampled at a 1 % budget, coverage {coverage}"
+    );
+    let m = the_map(&report, "map[string]int");
+    let keys = m["top_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 5);
+    for k in keys {
+        let key = k["key"].as_str().unwrap();
+        let est = k["writes_estimated"].as_f64().unwrap();
+        let bound = k["error_bound"].as_f64().unwrap();
+        let exact = truth
+            .done
+            .keys
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.writes as f64)
+            .unwrap_or_else(|| panic!("{key} is not among the program's top keys"));
+        assert!(
+            (est - exact).abs() <= bound,
+            "{key}: estimate {est} ± {bound}, truth {exact} (coverage {coverage})"
+        );
+        assert!(bound > 0.0, "a sampled estimate must have a bound");
+    }
+}
+
+#[test]
+fn top_once_and_json_show_the_hot_key() {
+    require_root();
+    for json in [false, true] {
+        let target = GoProcess::start_waiting(
+            &workload(),
+            &["-rate", "20000", "-duration", "4", "-hot-after", "0"],
+        );
+        let pid = target.pid().to_string();
+        let mut args = vec!["top", "-p", &pid, "--once", "--duration", "60"];
+        if json {
+            args.push("--json");
+        }
+        let tracer = spawn_tracer(&args);
+        wait_attached(&tracer);
+        target.release();
+        let truth = common::parse_workload(&target.finish());
+        assert_eq!(
+            truth.done.keys[0].key, "hot:1",
+            "the program's own hottest key"
+        );
+        let out = tracer.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if json {
+            let report = json_lines(&out.stdout).pop().expect("a snapshot");
+            assert_eq!(
+                the_map(&report, "map[string]int")["top_keys"][0]["key"],
+                "hot:1"
+            );
+        } else {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let first = text
+                .lines()
+                .find(|l| l.trim_start().starts_with("#1 "))
+                .unwrap_or_else(|| panic!("no ranked key in:\n{text}"));
+            assert!(first.ends_with("hot:1"), "{first}");
+            assert!(text.contains("coverage"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn terminal_ui_in_tmux_shows_the_hot_key_and_quits_on_q() {
+    require_root();
+    assert!(
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "tmux is needed (apt package tmux)"
+    );
+    let target = GoProcess::spawn(
+        &workload(),
+        &["-rate", "20000", "-duration", "30", "-hot-after", "0"],
+    );
+    let session = format!("emt-{}", std::process::id());
+    let cmd = format!("{TRACER} top -p {} --refresh 0.5", target.pid());
+    let st = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "140",
+            "-y",
+            "40",
+            &cmd,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    let screen = loop {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-t", &session, "-p"])
+            .output()
+            .unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if screen.contains("hot:1") && screen.contains("budget") {
+            break screen;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "UI never showed the hot key:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let hot_line = screen.lines().find(|l| l.contains("hot:1")).unwrap();
+    assert!(hot_line.contains('%'), "{hot_line}");
+    Command::new("tmux")
+        .args(["send-keys", "-t", &session, "q"])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    while Command::new("tmux")
+        .args(["has-session", "-t", &session])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "UI did not quit on q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(target);
+}
+
+#[test]
+fn trace_stack_shows_the_writing_function_chain() {
+    require_root();
+    let target = GoProcess::start_waiting(&workload(), &["-rate", "2000", "-duration", "3"]);
+    let pid = target.pid().to_string();
+    let mut tracer = spawn_tracer(&[
+        "trace",
+        "-p",
+        &pid,
+        "--mode",
+        "exact",
+        "--stack",
+        "--json",
+        "--max-rate",
+        "50",
+        "--duration",
+        "60",
+    ]);
+    wait_attached(&tracer);
+    target.release();
+    let mut lines = BufReader::new(tracer.stdout.take().unwrap()).lines();
+    let first: Value = loop {
+        let l = lines.next().expect("trace printed no write").unwrap();
+        let v: Value = serde_json::from_str(&l).unwrap();
+        if v["event"] == "write" && v["map"] == "map[string]int" {
+            break v;
+        }
+    };
+    let chain: Vec<&str> = first["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(first["function"], "main.writeKey");
+    assert!(chain.len() >= 3, "{chain:?}");
+    assert_eq!(
+        &chain[..3],
+        ["main.writeKey", "main.main", "runtime.main"],
+        "{chain:?}"
+    );
+    assert!(first["goid"].as_u64().unwrap() > 0);
+    let _ = target.finish();
+    let out = tracer.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("writes not shown (over --max-rate 50/s)"),
+        "{stderr}"
+    );
+    let hidden: u64 = stderr.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        hidden > 1000,
+        "2000 writes/s for 3 s at 50 lines/s hides most: {stderr}"
+    );
+}
+
+fn vm_hwm_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[test]
+fn memory_stays_bounded_with_five_million_distinct_keys() {
+    require_root();
+    let bin = common::build("growth", &common::newest_toolchain(), Variant::Plain);
+    let target = GoProcess::start_waiting(&bin, &["-n", "5000000", "-kind", "string"]);
+    let pid = target.pid().to_string();
+    let tracer = spawn_tracer(&[
+        "top",
+        "-p",
+        &pid,
+        "--mode",
+        "exact",
+        "--json",
+        "--duration",
+        "300",
+        "--refresh",
+        "2",
+    ]);
+    wait_attached(&tracer);
+    target.release();
+    let mut peak = 0;
+    let tpid = tracer.id();
+    while Path::new(&format!("/proc/{tpid}/status")).exists() && vm_hwm_bytes(tpid).is_some() {
+        if let Some(h) = vm_hwm_bytes(tpid) {
+            peak = peak.max(h);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = tracer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_lines(&out.stdout).pop().expect("a snapshot");
+    let m = the_map(&report, "map[string]int");
+    assert_eq!(m["writes"], 5_000_000, "exact mode sees every write");
+    let bound =
+        ebpf_map_trace::hotkeys::live::memory_bound_rss(64, std::fs::metadata(&bin).unwrap().len());
+    assert!(
+        peak > 0 && peak <= bound,
+        "tracer peak RSS {peak} > stated bound {bound}"
+    );
+}
