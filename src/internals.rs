@@ -76,10 +76,8 @@ const HISTORY: usize = 64;
 const MAX_GOROUTINES: usize = 4096;
 const MAX_RESOLVED: usize = 10_000;
 
-/// Ties growth events to their triggering writes. Grow and write events arrive through two ring
-/// buffers, so a growth may be seen before or after its write: growths wait until a later write
-/// of the same goroutine (or the end) shows which write came last before them, looked up in the
-/// goroutine's recent writes.
+/// Ties growth events to their triggering writes: the same goroutine's last write that started
+/// before the growth (both come through one ring buffer, in order).
 #[derive(Default)]
 pub struct GrowthMatcher {
     pending: Vec<((u64, u64), Growth)>,

@@ -83,7 +83,9 @@ enum grow_role {
 	GROW_REHASH = 4,        /* swiss (*table).rehash(typ, m): RAX = table, RBX = type, RCX = map */
 };
 
-/* One map growth, from the entry of a growth function to one of its RET instructions. */
+/* One map growth, from the entry of a growth function to one of its RET instructions. Sent
+ * through the same ring as write events; userspace tells them apart by size (a write record is
+ * always the whole, larger struct write_event). */
 struct grow_event {
 	__u64 start_ns;
 	__u64 end_ns;

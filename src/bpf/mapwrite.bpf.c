@@ -46,12 +46,6 @@ struct {
 	__type(value, struct grow_event);
 } grows_inflight SEC(".maps");
 
-/* Userspace reads `struct grow_event` from here. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} grow_events SEC(".maps");
-
 struct write_event _event = {};
 struct grow_event _grow_event = {};
 struct key_plan _plan = {};
@@ -336,7 +330,9 @@ static __always_inline int handle_grow_ret(struct pt_regs *ctx)
 	g->end_ns = bpf_ktime_get_ns();
 	if (g->role == GROW_HASHGROW && read_hmap(g->map_ptr, g->after) != 0)
 		g->flags |= EV_READ_FAILED;
-	if (bpf_ringbuf_output(&grow_events, g, sizeof(*g), 0) != 0)
+	/* Same ring as the writes, so the triggering write comes just before it in order; the
+	 * record size tells the two apart. */
+	if (bpf_ringbuf_output(&events, g, sizeof(*g), 0) != 0)
 		count(CNT_LOST);
 	bpf_map_delete_elem(&grows_inflight, &goid);
 	return 0;

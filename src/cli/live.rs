@@ -15,7 +15,7 @@ use crate::internals::GrowthMatcher;
 use crate::keys::{plans_for_binary, Decoders, Key};
 use crate::probe::budget::DutyCycle;
 use crate::probe::calibrate::calibrate;
-use crate::probe::events::{GrowEvent, WriteEvent};
+use crate::probe::events::{GrowEvent, Record, WriteEvent};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, Report};
 
@@ -149,16 +149,13 @@ pub fn run_live(
     ));
     let hooks = RefCell::new((on_event, on_grow));
     let mut builder = libbpf_rs::RingBufferBuilder::new();
-    builder
-        .add(&session.skel.maps.grow_events, |data: &[u8]| {
-            if let Some(g) = GrowEvent::parse(data) {
+    builder.add(&session.skel.maps.events, |data: &[u8]| {
+        match Record::parse(data) {
+            Some(Record::Grow(g)) => {
                 live.borrow_mut().2.on_grow(&g);
                 (hooks.borrow_mut().1)(&g);
             }
-            0
-        })?
-        .add(&session.skel.maps.events, |data: &[u8]| {
-            if let Some(ev) = WriteEvent::parse(data) {
+            Some(Record::Write(ev)) => {
                 let mut st = live.borrow_mut();
                 let (counts, decoders, growth) = &mut *st;
                 let key = decoders.decode(&ev, types.as_ref());
@@ -166,8 +163,10 @@ pub fn run_live(
                 counts.add(&ev, &key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
                 (hooks.borrow_mut().0)(&ev, &key);
             }
-            0
-        })?;
+            None => {}
+        }
+        0
+    })?;
     let ring = builder.build()?;
 
     let started = Instant::now();

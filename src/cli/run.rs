@@ -13,7 +13,7 @@ use crate::gobin::GoBinary;
 use crate::hotkeys::exact::ExactCounts;
 use crate::internals::GrowthMatcher;
 use crate::keys::{plans_for_binary, Decoders};
-use crate::probe::events::{GrowEvent, WriteEvent};
+use crate::probe::events::Record;
 use crate::probe::launch::{resolve_command, HeldChild};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, table};
@@ -100,24 +100,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let state = RefCell::new(Intake::default());
     let mut builder = libbpf_rs::RingBufferBuilder::new();
     builder
-        .add(&session.skel.maps.grow_events, |data: &[u8]| {
-            if let Some(g) = GrowEvent::parse(data) {
-                state.borrow_mut().growth.on_grow(&g);
-            }
-            0
-        })
-        .context("setting up the ring buffer")?
         .add(&session.skel.maps.events, |data: &[u8]| {
-            if let Some(ev) = WriteEvent::parse(data) {
-                let mut st = state.borrow_mut();
-                let Intake {
-                    counts,
-                    decoders,
-                    growth,
-                } = &mut *st;
-                let key = decoders.decode(&ev, types.as_ref());
-                growth.on_write(&ev, &key.text);
-                counts.add(&ev, key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
+            match Record::parse(data) {
+                Some(Record::Grow(g)) => state.borrow_mut().growth.on_grow(&g),
+                Some(Record::Write(ev)) => {
+                    let mut st = state.borrow_mut();
+                    let Intake {
+                        counts,
+                        decoders,
+                        growth,
+                    } = &mut *st;
+                    let key = decoders.decode(&ev, types.as_ref());
+                    growth.on_write(&ev, &key.text);
+                    counts.add(&ev, key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
+                }
+                None => {}
             }
             0
         })

@@ -168,7 +168,7 @@ fn find_pclntab(elf: &ElfImage) -> Option<elf::Section> {
             let off = (i * 8) as u64;
             let candidate = elf::Section {
                 name: ".gopclntab".into(),
-                addr: seg.vaddr + off,
+                addr: seg.vaddr.wrapping_add(off),
                 size: seg.filesz - off,
                 offset: Some(seg.offset + off),
                 compressed: false,

@@ -68,7 +68,7 @@ fn read(
     let text_ok = elf
         .segments
         .iter()
-        .any(|s| s.executable && text >= s.vaddr && text < s.vaddr + s.memsz);
+        .any(|s| s.executable && text >= s.vaddr && text - s.vaddr < s.memsz);
     if !text_ok || etext < text || elf.bytes_at(types, 1).is_none() {
         return None;
     }

@@ -109,7 +109,7 @@ impl Pclntab {
             .ok()
             .filter(|&n| {
                 n.checked_mul(entry_size)
-                    .is_some_and(|b| functab + b <= data.len())
+                    .is_some_and(|b| functab.checked_add(b).is_some_and(|end| end <= data.len()))
             })
             .ok_or_else(|| corrupt!(".gopclntab function count {nfunc} does not fit the table"))?;
         let text_start = if header_text_start != 0 {
@@ -298,5 +298,17 @@ mod tests {
             Pclntab::parse(h, 0).is_err(),
             "a huge nfunc must not allocate or panic"
         );
+    }
+
+    /// Found by `cargo fuzz run pclntab`: nfunc × entry size fit, but adding the function
+    /// table's offset overflowed (and in release builds wrapped into a huge allocation).
+    #[test]
+    fn regression_nfunc_plus_functab_offset_overflow() {
+        for bytes in [
+            &include_bytes!("../../fuzz/regressions/pclntab/nfunc-add-overflow-min.bin")[..],
+            &include_bytes!("../../fuzz/regressions/pclntab/nfunc-add-overflow-fuzzed.bin")[..],
+        ] {
+            assert!(Pclntab::parse(bytes.to_vec(), 0x401000).is_err());
+        }
     }
 }

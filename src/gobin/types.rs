@@ -202,7 +202,10 @@ impl<'a> TypeReader<'a> {
             .ok()
             .filter(|&l| l < 1 << 20)
             .ok_or_else(|| corrupt!("type name at {addr:#x} is too long"))?;
-        let bytes = self.bytes(addr + 1 + n as u64, len)?;
+        let start = addr
+            .checked_add(1 + n as u64)
+            .ok_or_else(|| corrupt!("type name at {addr:#x} is out of range"))?;
+        let bytes = self.bytes(start, len)?;
         Ok(String::from_utf8_lossy(bytes).into_owned())
     }
 
@@ -223,7 +226,12 @@ impl<'a> TypeReader<'a> {
         if tflag & TFLAG_EXTRA_STAR != 0 && name.starts_with('*') {
             name.remove(0);
         }
-        let at = |off: u64| self.word(addr + off);
+        let at = |off: u64| {
+            self.word(
+                addr.checked_add(off)
+                    .ok_or_else(|| corrupt!("type at {addr:#x} is out of range"))?,
+            )
+        };
         let detail = match kind {
             Kind::Map => Detail::Map {
                 key: at(48)?,
@@ -243,7 +251,10 @@ impl<'a> TypeReader<'a> {
                 }
                 let mut fields = Vec::with_capacity(len as usize);
                 for i in 0..len {
-                    let f = ptr + i * 24;
+                    let f = ptr
+                        .checked_add(i * 24)
+                        .filter(|f| f.checked_add(24).is_some())
+                        .ok_or_else(|| corrupt!("struct fields at {ptr:#x} are out of range"))?;
                     fields.push(StructField {
                         name: self.name_at(self.word(f)?)?,
                         type_addr: self.word(f + 8)?,
@@ -318,11 +329,11 @@ impl TypeReader<'_> {
             .elf
             .segments
             .iter()
-            .find(|s| self.types_base >= s.vaddr && self.types_base < s.vaddr + s.filesz)
+            .find(|s| self.types_base >= s.vaddr && self.types_base - s.vaddr < s.filesz)
         else {
             return Vec::new();
         };
-        let end = seg.vaddr + seg.filesz;
+        let end = seg.vaddr.saturating_add(seg.filesz);
         let Some(bytes) = self
             .elf
             .bytes_at(self.types_base, (end - self.types_base) as usize)
@@ -351,10 +362,10 @@ impl TypeReader<'_> {
     /// size of the group type at 64) of the map type at `addr`.
     pub fn map_block_size(&self, addr: u64, swiss: bool) -> Option<u64> {
         if swiss {
-            let group = self.word(addr + 64).ok()?;
+            let group = self.word(addr.checked_add(64)?).ok()?;
             self.read(group).ok().map(|t| t.size).filter(|&s| s > 8)
         } else {
-            let b = self.bytes(addr + 82, 2).ok()?;
+            let b = self.bytes(addr.checked_add(82)?, 2).ok()?;
             Some(u64::from(u16::from_le_bytes([b[0], b[1]]))).filter(|&s| s > 8)
         }
     }

@@ -96,3 +96,22 @@ impl GrowEvent {
         })
     }
 }
+
+/// A ring-buffer record: writes and growths share one ring (so their order is the order they
+/// happened in) and are told apart by size.
+pub enum Record {
+    Write(WriteEvent),
+    Grow(GrowEvent),
+}
+
+const _: () = assert!(std::mem::size_of::<RawGrowEvent>() < EVENT_HEADER);
+
+impl Record {
+    pub fn parse(data: &[u8]) -> Option<Record> {
+        if data.len() == std::mem::size_of::<RawGrowEvent>() {
+            GrowEvent::parse(data).map(Record::Grow)
+        } else {
+            WriteEvent::parse(data).map(Record::Write)
+        }
+    }
+}
