@@ -308,7 +308,9 @@ mod tests {
             &include_bytes!("../../fuzz/regressions/pclntab/nfunc-add-overflow-min.bin")[..],
             &include_bytes!("../../fuzz/regressions/pclntab/nfunc-add-overflow-fuzzed.bin")[..],
         ] {
-            assert!(Pclntab::parse(bytes.to_vec(), 0x401000).is_err());
+            // The fuzz target's input: 8 bytes of text start, then the table.
+            let text_start = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+            assert!(Pclntab::parse(bytes[8..].to_vec(), text_start).is_err());
         }
     }
 }
