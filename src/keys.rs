@@ -3,7 +3,7 @@
 //! text as Go's `%v` prints it.
 use std::collections::HashMap;
 
-use crate::gobin::types::{KeyLayout, Kind, TypeReader};
+use crate::gobin::types::{KeyLayout, TypeReader};
 use crate::probe::abi::{PLAN_EFACE, PLAN_IFACE, PLAN_MAX_STRINGS, PLAN_RAW, PLAN_STRINGS};
 
 /// How `runtime.mapassign` keys of one map type are captured in BPF (mirrors `struct key_plan`).
@@ -357,11 +357,6 @@ pub fn go_float(v: f64, bits: u32) -> String {
     }
 }
 
-/// Go's name for a kind, for messages.
-pub fn kind_name(k: Kind) -> String {
-    format!("{k:?}").to_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,11 +484,13 @@ impl Decoders {
         ev: &crate::probe::events::WriteEvent,
         types: Option<&TypeReader<'_>>,
     ) -> Key {
-        use crate::probe::abi::EV_NO_PLAN;
+        use crate::probe::abi::{
+            EV_NO_PLAN, ROLE_ASSIGN_FAST32, ROLE_ASSIGN_FAST64PTR, ROLE_ASSIGN_FASTSTR,
+        };
         let d = self.for_map_type(ev.map_type, types);
         let enc = match ev.role {
-            4 => Encoding::Str,
-            1..=3 => Encoding::Raw,
+            ROLE_ASSIGN_FASTSTR => Encoding::Str,
+            ROLE_ASSIGN_FAST32..=ROLE_ASSIGN_FAST64PTR => Encoding::Raw,
             _ if ev.flags & EV_NO_PLAN != 0 => Encoding::Raw,
             _ => d.encoding_for_generic(),
         };

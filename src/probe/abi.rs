@@ -35,8 +35,10 @@ pub const CNT_LOST: u32 = 1;
 pub const CNT_READ_FAILED: u32 = 2;
 pub const CNT_GROW_UNMATCHED: u32 = 3;
 
+/// `enum probe_role` values the key decoder needs by name.
 pub const ROLE_ASSIGN_FASTSTR: u8 = 4;
-pub const ROLE_ASSIGN_GENERIC: u8 = 0;
+pub const ROLE_ASSIGN_FAST64PTR: u8 = 3;
+pub const ROLE_ASSIGN_FAST32: u8 = 1;
 
 pub const GROW_HASHGROW: u32 = 1;
 pub const GROW_TO_SMALL: u32 = 2;

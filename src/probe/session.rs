@@ -285,10 +285,6 @@ impl<'obj> Session<'obj> {
     pub fn detach(&mut self) {
         self.links.clear();
     }
-
-    pub fn attached_links(&self) -> usize {
-        self.links.len()
-    }
 }
 
 /// Attaches one program at every (file offset, cookie) point: one uprobe_multi link where the
