@@ -181,6 +181,7 @@ pub fn run_live(
     let mut attached_at_refresh = Duration::ZERO;
     let mut events_at_window = 0u64;
     let mut estimated_closed = 0.0f64;
+    let mut pending: Option<(Instant, Duration, u64)> = None;
     let mut window_scale = 1.0f64;
     let mut planned_cycle = crate::probe::budget::PERIOD;
     let decay = 0.7f64;
@@ -201,14 +202,15 @@ pub fn run_live(
                 let window_events = events - events_at_window;
                 duty.observe(window_events, on);
                 let (next_on, off) = duty.plan();
-                // Horvitz–Thompson: this window stands for itself and the gap after it.
-                estimated_closed +=
-                    window_events as f64 * (on + off).as_secs_f64() / on.as_secs_f64().max(1e-9);
+                // Horvitz–Thompson: this window stands for itself and the gap after it, for as
+                // long as that gap really lasts (settled when the next window starts).
+                pending = Some((window_start, on, window_events));
                 events_at_window = events;
                 window_scale = (next_on + off).as_secs_f64() / next_on.as_secs_f64().max(1e-9);
                 planned_cycle = next_on + off;
                 if off.is_zero() {
                     session.attach()?;
+                    settle(&mut pending, &mut estimated_closed, Instant::now());
                     window_start = Instant::now();
                     window_end = window_start + next_on;
                 } else {
@@ -216,7 +218,9 @@ pub fn run_live(
                 }
             } else if !session.is_attached() && now >= window_end {
                 session.attach()?;
-                events_at_window = live.borrow().0.events;
+                settle(&mut pending, &mut estimated_closed, Instant::now());
+                // events_at_window stays where the last window ended: records that arrive late
+                // (consumed during the gap) count for the next window, not for none.
                 window_start = Instant::now();
                 window_end = window_start + duty.plan().0;
             }
@@ -243,7 +247,10 @@ pub fn run_live(
                     } else {
                         0.0
                     };
-                    let estimated = estimated_closed + open;
+                    let mut provisional = pending;
+                    let mut gap = 0.0;
+                    settle(&mut provisional, &mut gap, now);
+                    let estimated = estimated_closed + open + gap;
                     if events > 0 && estimated > 0.0 {
                         (events as f64 / estimated).clamp(1e-6, 1.0)
                     } else {
@@ -338,4 +345,12 @@ pub fn run_live(
     session.detach();
     ring.consume()?;
     Ok(())
+}
+
+/// Adds a finished window's writes, weighted by how long it and the gap after it lasted until
+/// `until` (the next window's start, or now), over how long it was attached.
+fn settle(pending: &mut Option<(Instant, Duration, u64)>, total: &mut f64, until: Instant) {
+    if let Some((start, on, events)) = pending.take() {
+        *total += events as f64 * (until - start).as_secs_f64() / on.as_secs_f64().max(1e-9);
+    }
 }
