@@ -186,6 +186,20 @@ impl ElfImage {
             .collect()
     }
 
+    /// Non-code loadable segments with the bytes the file holds for them (data scans).
+    pub fn data_segments(&self) -> impl Iterator<Item = (&Segment, &[u8])> {
+        self.segments
+            .iter()
+            .filter(|s| !s.executable)
+            .filter_map(|seg| {
+                let start = usize::try_from(seg.offset).ok()?;
+                let end = start
+                    .checked_add(usize::try_from(seg.filesz).ok()?)?
+                    .min(self.data.len());
+                Some((seg, self.data.get(start..end)?))
+            })
+    }
+
     /// The lowest virtual address of the image: runtime address minus this is the load bias base.
     pub fn base_vaddr(&self) -> u64 {
         self.segments.iter().map(|s| s.vaddr).min().unwrap_or(0)

@@ -150,12 +150,7 @@ fn read_go_string(elf: &ElfImage, addr: u64, ptr_size: usize) -> Option<String> 
 /// PIE binaries of Go ≤1.20 keep the table inside `.data.rel.ro` with no section of its own:
 /// find its header (magic, two zero pad bytes, pc quantum, pointer size) in non-code segments.
 fn find_pclntab(elf: &ElfImage) -> Option<elf::Section> {
-    for seg in elf.segments.iter().filter(|s| !s.executable) {
-        let start = usize::try_from(seg.offset).ok()?;
-        let end = start
-            .checked_add(usize::try_from(seg.filesz).ok()?)?
-            .min(elf.data.len());
-        let bytes = elf.data.get(start..end)?;
+    for (seg, bytes) in elf.data_segments() {
         for (i, w) in bytes.chunks_exact(8).enumerate() {
             let header_ok = matches!(w[0], 0xf0 | 0xf1 | 0xfa | 0xfb)
                 && w[1..4] == [0xff, 0xff, 0xff]

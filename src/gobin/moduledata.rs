@@ -84,12 +84,7 @@ fn read(
 /// Stripped binaries: moduledata is in a writable segment and starts with the pclntab address.
 fn scan(elf: &ElfImage, pclntab_addr: u64, types_off: u64) -> Option<ModuleData> {
     let needle = pclntab_addr.to_le_bytes();
-    for seg in elf.segments.iter().filter(|s| !s.executable) {
-        let start = usize::try_from(seg.offset).ok()?;
-        let end = start
-            .checked_add(usize::try_from(seg.filesz).ok()?)?
-            .min(elf.data.len());
-        let bytes = elf.data.get(start..end)?;
+    for (seg, bytes) in elf.data_segments() {
         for (i, chunk) in bytes.chunks_exact(8).enumerate() {
             if chunk == needle {
                 let addr = seg.vaddr + (i as u64) * 8;
