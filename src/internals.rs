@@ -1,13 +1,13 @@
 //! Map internals: what a map's header says at write time (length, capacity, load, memory,
 //! overflow buckets, a grow in progress) and its growth events, each tied to the write that
-//! triggered it (the same goroutine's last write before the growth started).
+//! triggered it (the same thread's last write before the growth function was entered).
 use std::collections::HashMap;
 
 use serde::Serialize;
 
 use crate::gobin::MapImpl;
 use crate::probe::abi::{GROW_HASHGROW, GROW_REHASH, GROW_TO_SMALL, GROW_TO_TABLE};
-use crate::probe::events::{GrowEvent, WriteEvent};
+use crate::probe::events::{GrowEvent, GrowStart, WriteEvent};
 
 /// Largest Swiss table before it splits (`maxTableCapacity` in internal/runtime/maps).
 const SWISS_MAX_TABLE: u64 = 1024;
@@ -70,71 +70,79 @@ impl Growth {
     }
 }
 
-/// Writes remembered per goroutine to find a growth's trigger among them.
-const HISTORY: usize = 64;
-/// Goroutines remembered, and growths kept: bounds for long-running live views.
-const MAX_GOROUTINES: usize = 4096;
+/// Threads remembered, triggers waiting for their growth, and growths kept: bounds for
+/// long-running live views.
+const MAX_THREADS: usize = 16_384;
+const MAX_WAITING: usize = 16_384;
 const MAX_RESOLVED: usize = 10_000;
 
-/// Ties growth events to their triggering writes: the same goroutine's last write that started
-/// before the growth (both come through one ring buffer, in order).
+/// The write a thread made last: what a growth it starts next is charged to.
+#[derive(Clone)]
+struct LastWrite {
+    map_ptr: u64,
+    key: String,
+    site: u64,
+}
+
+/// Ties growth events to their triggering writes. All records come through one ring buffer in
+/// the order they were made: when a thread enters a growth function (`GrowStart`), its last
+/// write before that record is the one that triggered it — a thread runs one goroutine at a time
+/// and nothing else writes a map between the assign probe and the growth call. The growth's own
+/// record (at RET, possibly from another thread after a reschedule) names that entry by thread
+/// and start time. A trigger must write the growing map; otherwise (a lost write record) the
+/// growth keeps no trigger rather than a wrong one.
 #[derive(Default)]
 pub struct GrowthMatcher {
-    pending: Vec<((u64, u64), Growth)>,
-    /// goroutine → its recent writes: (time, key text, site), oldest first.
-    recent: HashMap<u64, std::collections::VecDeque<(u64, String, u64)>>,
+    /// thread → its last write.
+    last: HashMap<u32, LastWrite>,
+    /// (thread, start time) of a growth entered, not yet returned → its trigger.
+    waiting: HashMap<(u32, u64), Option<LastWrite>>,
     /// Growths resolved: (map type, map header) → growths.
     pub resolved: Vec<((u64, u64), Growth)>,
 }
 
 impl GrowthMatcher {
-    pub fn on_grow(&mut self, g: &GrowEvent) {
-        self.pending
-            .push(((g.map_type, g.map_ptr), Growth::from_event(g)));
-    }
-
     pub fn on_write(&mut self, ev: &WriteEvent, key_text: &str) {
-        if !self.pending.is_empty() {
-            self.resolve(|g| g.goid == ev.goid && g.start_ns < ev.ts_ns);
+        if self.last.len() >= MAX_THREADS && !self.last.contains_key(&ev.tid) {
+            self.last.clear(); // forget old threads wholesale: rare, and cheap
         }
-        if self.recent.len() >= MAX_GOROUTINES && !self.recent.contains_key(&ev.goid) {
-            self.recent.clear(); // forget old goroutines wholesale: rare, and cheap
-        }
-        let h = self.recent.entry(ev.goid).or_default();
-        if h.len() == HISTORY {
-            h.pop_front();
-        }
-        h.push_back((ev.ts_ns, key_text.to_string(), ev.site));
+        // Reuses the thread's string: this runs for every write.
+        let w = self.last.entry(ev.tid).or_insert_with(|| LastWrite {
+            map_ptr: 0,
+            key: String::new(),
+            site: 0,
+        });
+        w.map_ptr = ev.map_ptr;
+        w.site = ev.site;
+        w.key.clear();
+        w.key.push_str(key_text);
     }
 
-    /// Resolves every growth still waiting (end of the trace).
+    pub fn on_grow_start(&mut self, s: &GrowStart) {
+        if self.waiting.len() >= MAX_WAITING {
+            self.waiting.clear(); // growth records lost: their triggers are never claimed
+        }
+        self.waiting
+            .insert((s.tid, s.start_ns), self.last.get(&s.tid).cloned());
+    }
+
+    pub fn on_grow(&mut self, g: &GrowEvent) {
+        let mut growth = Growth::from_event(g);
+        let trigger = self.waiting.remove(&(g.tid, g.start_ns)).flatten();
+        if let Some(w) = trigger.filter(|w| w.map_ptr == g.map_ptr) {
+            growth.key = w.key;
+            growth.site = w.site;
+        }
+        if self.resolved.len() >= MAX_RESOLVED {
+            // Keep the newest half: live views show recent growth.
+            self.resolved.drain(..MAX_RESOLVED / 2);
+        }
+        self.resolved.push(((g.map_type, g.map_ptr), growth));
+    }
+
+    /// Orders the growths by time (end of the trace).
     pub fn finish(&mut self) {
-        self.resolve(|_| true);
         self.resolved.sort_by_key(|(_, g)| g.start_ns);
-    }
-
-    fn resolve(&mut self, ready: impl Fn(&Growth) -> bool) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            if ready(&self.pending[i].1) {
-                let (map, mut g) = self.pending.swap_remove(i);
-                let trigger = self
-                    .recent
-                    .get(&g.goid)
-                    .and_then(|h| h.iter().rev().find(|(ts, _, _)| *ts < g.start_ns));
-                if let Some((_, key, site)) = trigger {
-                    g.key = key.clone();
-                    g.site = *site;
-                }
-                if self.resolved.len() >= MAX_RESOLVED {
-                    // Keep the newest half: live views show recent growth.
-                    self.resolved.drain(..MAX_RESOLVED / 2);
-                }
-                self.resolved.push((map, g));
-            } else {
-                i += 1;
-            }
-        }
     }
 }
 
@@ -232,6 +240,8 @@ mod tests {
             goid: 7,
             before,
             after,
+            pid: 1,
+            tid: 3,
             role,
             flags: 0,
         }
@@ -280,33 +290,48 @@ mod tests {
     }
 
     #[test]
-    fn growth_takes_the_goroutines_last_write_before_it() {
+    fn growth_takes_its_threads_last_write_before_the_entry() {
         let mut m = GrowthMatcher::default();
-        let w = |ts, goid, site| WriteEvent {
-            ts_ns: ts,
+        let w = |tid, map_ptr, site| WriteEvent {
+            ts_ns: 0,
             map_type: 1,
-            map_ptr: 2,
+            map_ptr,
             site,
-            goid,
+            goid: 0,
             header: [0; 4],
             stack: vec![],
             pid: 1,
-            tid: 1,
+            tid,
             key_len: 0,
             role: 0,
             flags: 0,
             key: vec![],
         };
-        m.on_write(&w(5, 7, 100), "k5");
-        m.on_grow(&grow(GROW_HASHGROW, [8, 0], [8, 1])); // started at 10
-        m.on_write(&w(6, 8, 200), "other goroutine");
-        m.on_write(&w(30, 7, 300), "after");
+        let start = |tid, start_ns| GrowStart {
+            start_ns,
+            pid: 1,
+            tid,
+        };
+        m.on_write(&w(3, 2, 100), "k5");
+        m.on_write(&w(4, 2, 200), "other thread");
+        m.on_grow_start(&start(3, 10));
+        // The growing goroutine moved on; thread 3 runs another one that writes.
+        m.on_write(&w(3, 2, 300), "after");
+        m.on_grow(&grow(GROW_HASHGROW, [8, 0], [8, 1])); // thread 3, started at 10
+                                                         // A growth whose trigger wrote another map (its record was lost) gets no trigger.
+        m.on_write(&w(3, 9, 400), "elsewhere");
+        m.on_grow_start(&start(3, 40));
+        m.on_grow(&GrowEvent {
+            start_ns: 40,
+            ..grow(GROW_HASHGROW, [8, 1], [8, 2])
+        });
         m.finish();
-        assert_eq!(m.resolved.len(), 1);
-        assert_eq!(
-            (m.resolved[0].1.key.as_str(), m.resolved[0].1.site),
-            ("k5", 100)
-        );
+        let got: Vec<(&str, u64)> = m
+            .resolved
+            .iter()
+            .map(|(_, g)| (g.key.as_str(), g.site))
+            .collect();
+        assert_eq!(got, [("k5", 100), ("", 0)]);
     }
 
     #[test]

@@ -11,6 +11,8 @@ struct pt_regs {
 
 /* Largest number of key bytes captured per write (--key-bytes is capped to this). */
 #define KEY_MAX 256
+/* Key area of the short record used when --key-bytes is at most this and no stack is captured. */
+#define KEY_SMALL 64
 /* User stack frames captured per write with `trace --stack`. */
 #define STACK_MAX 24
 /* String fields followed inside a generic (struct/array) key. */
@@ -50,28 +52,32 @@ struct key_plan {
 #define EV_NO_PLAN 2       /* generic key of a map type with no plan: raw bytes only */
 #define EV_TRUNCATED 4     /* key longer than captured */
 
-/* One map write, as sent through the ring buffer: fixed header, then `captured` key bytes. */
+/* One map write, as sent through the ring buffer. The record is cut short to what it carries:
+ * without stack capture it ends after the key area, and with --key-bytes <= KEY_SMALL the key
+ * area is 2 * KEY_SMALL bytes (a smaller record costs less to reserve and to hand over). */
 struct write_event {
-	__u64 ts_ns;
+	__u64 ts_ns;      /* with write_detail only (0 otherwise) */
 	__u64 map_type;   /* RAX: map type descriptor (link-time address) */
 	__u64 map_ptr;    /* RBX: map header */
 	__u64 site;       /* [RSP]: return address into the writing function (link-time) */
-	__u64 goid;
+	__u64 goid;       /* with write_detail only (0 otherwise) */
 	/* The map header's first 32 bytes before the write. Classic hmap: count@0, flags@8, B@9,
 	 * noverflow@10, buckets@16, oldbuckets@24. Swiss maps.Map: used@0, seed@8, dirPtr@16,
 	 * dirLen@24. */
 	__u64 header[4];
-	/* With capture_stack: the frame-pointer walk from the probe (frame 0 is the probe's own
-	 * function; the direct caller is `site`, which the walk skips), link-time addresses. */
-	__u64 stack[STACK_MAX];
-	__u32 stack_len;
+	__u32 stack_len;  /* frames in `stack` (0: the record ends before it) */
 	__u32 pid;
 	__u32 tid;
 	__u32 key_len;    /* full key length in bytes (string length, or key size) */
-	__u16 captured;   /* key bytes that follow */
+	__u16 captured;   /* key bytes present in `key` */
 	__u8 role;
 	__u8 flags;
-	__u8 key[KEY_MAX];
+	/* At most KEY_MAX bytes are used; the area is twice that because the verifier bounds a
+	 * copy's offset and length separately and needs room for the largest of each. */
+	__u8 key[2 * KEY_MAX];
+	/* With capture_stack: the frame-pointer walk from the probe (frame 0 is the probe's own
+	 * function; the direct caller is `site`, which the walk skips), link-time addresses. */
+	__u64 stack[STACK_MAX];
 };
 
 /* Growth functions: the role in the low cookie bits (the high bits are the probe's link-time
@@ -98,6 +104,16 @@ struct grow_event {
 	__u32 tid;
 	__u32 role;
 	__u32 flags;      /* EV_READ_FAILED */
+};
+
+/* Sent when a growth function is entered, so that userspace ties the growth to the write that
+ * triggered it: the same thread's last write before this record in the ring (no other write can
+ * come between them on that thread). The grow_event sent at RET carries the same start_ns and
+ * tid. Told apart from the other records by its size. */
+struct grow_start {
+	__u64 start_ns;
+	__u32 pid;
+	__u32 tid;
 };
 
 /* Indexes of the counters array. */

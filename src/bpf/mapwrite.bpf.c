@@ -3,7 +3,8 @@
  * ring-buffer record with its map, key bytes, call site and goroutine. The attach cookie says
  * which function fired; generic keys are read by plans computed in userspace. The programs are
  * sleepable so that reads of not-yet-faulted pages (type descriptors in .rodata, fresh heap)
- * fault them in instead of failing (bpf_copy_from_user). */
+ * fault them in instead of failing (bpf_copy_from_user, tried only when the cheaper
+ * non-faulting read fails). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "maptrace.h"
@@ -14,6 +15,9 @@ const volatile __u32 target_tgid = 0;
 const volatile __u32 goid_offset = 0;
 const volatile __u32 key_bytes = 64;
 const volatile __u32 capture_stack = 0;
+/* Each write's time and goroutine id (two more costs per write: `trace` wants them, counting
+ * does not). */
+const volatile __u32 write_detail = 0;
 
 /* Userspace reads `struct write_event` from here. */
 struct {
@@ -48,6 +52,7 @@ struct {
 
 struct write_event _event = {};
 struct grow_event _grow_event = {};
+struct grow_start _grow_start = {};
 struct key_plan _plan = {};
 
 static __always_inline void count(__u32 idx)
@@ -57,37 +62,52 @@ static __always_inline void count(__u32 idx)
 		*n += 1;
 }
 
-/* Copies `len` user bytes to e->key[at..]; returns bytes copied. */
-static __always_inline __u32 capture(struct write_event *e, __u32 at, const void *src, __u32 len)
+/* Reads user memory: first without faulting (the cheap path: the page is almost always
+ * present), and only if that fails with the sleepable copy that can fault the page in. */
+static __always_inline long read_user(void *dst, __u32 len, const void *src)
+{
+	if (bpf_probe_read_user(dst, len, src) == 0)
+		return 0;
+	return bpf_copy_from_user(dst, len, src);
+}
+
+/* Copies `len` user bytes to e->key[at..] of a key area of `cap` bytes (a power of two);
+ * returns bytes copied. */
+static __always_inline __u32 capture(struct write_event *e, __u32 at, const void *src, __u32 len,
+				     const __u32 cap)
 {
 	__u32 room;
-	if (at >= key_bytes || at >= KEY_MAX)
+	if (at >= key_bytes || at >= cap)
 		return 0;
 	room = key_bytes - at;
 	if (len > room)
 		len = room;
 	if (len == 0)
 		return 0;
-	/* bounds the verifier can see */
-	at &= KEY_MAX - 1;
-	len &= KEY_MAX - 1;
-	if (at + len > KEY_MAX)
+	/* Bounds the verifier can see: the barriers keep clang from dropping masks it can prove
+	 * redundant. */
+	asm volatile("" : "+r"(at));
+	asm volatile("" : "+r"(len));
+	at &= cap - 1;
+	len &= cap - 1 + cap;
+	if (at + len > cap)
 		return 0;
-	if (bpf_copy_from_user(&e->key[at], len, src) != 0) {
+	if (read_user(&e->key[at], len, src) != 0) {
 		e->flags |= EV_READ_FAILED;
 		return 0;
 	}
 	return len;
 }
 
-static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, __u64 bias)
+static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, __u64 bias,
+					     const __u32 cap)
 {
 	struct key_plan *plan = bpf_map_lookup_elem(&plans, &e->map_type);
 	__u32 got, at;
 	if (!plan) {
 		e->flags |= EV_NO_PLAN;
 		e->key_len = 16;
-		return capture(e, 0, keyp, 16);
+		return capture(e, 0, keyp, 16, cap);
 	}
 	if (plan->kind == PLAN_EFACE || plan->kind == PLAN_IFACE) {
 		/* eface/iface: word 0 = type (eface) or itab (iface), word 1 = data pointer */
@@ -95,13 +115,13 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 		__u64 dyn_type = 0, str[2] = {};
 		__u8 kind = 0;
 		__u64 size = 0;
-		if (bpf_copy_from_user(words, sizeof(words), keyp) != 0) {
+		if (read_user(words, sizeof(words), keyp) != 0) {
 			e->flags |= EV_READ_FAILED;
 			return 0;
 		}
 		dyn_type = words[0];
 		if (plan->kind == PLAN_IFACE && dyn_type) /* itab->_type at +8 */
-			bpf_copy_from_user(&dyn_type, 8, (void *)(dyn_type + 8));
+			read_user(&dyn_type, 8, (void *)(dyn_type + 8));
 		if (!dyn_type) {
 			__builtin_memcpy(&e->key[0], &dyn_type, 8);
 			e->key_len = 8;
@@ -111,16 +131,17 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 			__u64 link_type = dyn_type - bias; /* userspace resolves link-time addresses */
 			__builtin_memcpy(&e->key[0], &link_type, 8);
 		}
-		bpf_copy_from_user(&kind, 1, (void *)(dyn_type + 23));
-		bpf_copy_from_user(&size, 8, (void *)dyn_type);
+		read_user(&kind, 1, (void *)(dyn_type + 23));
+		read_user(&size, 8, (void *)dyn_type);
 		kind &= 0x1f;
 		if (kind == 24) { /* string: data -> string header */
-			if (bpf_copy_from_user(str, sizeof(str), (void *)words[1]) != 0) {
+			if (read_user(str, sizeof(str), (void *)words[1]) != 0) {
 				e->flags |= EV_READ_FAILED;
 				return 8;
 			}
 			e->key_len = 8 + str[1];
-			return 8 + capture(e, 8, (void *)str[0], str[1] > KEY_MAX ? KEY_MAX : str[1]);
+			return 8 + capture(e, 8, (void *)str[0], str[1] > KEY_MAX ? KEY_MAX : str[1],
+					   cap);
 		}
 		if (kind == 22 || kind == 26 || kind == 18 || kind == 21 || kind == 19) {
 			/* pointer-shaped: the data word is the value */
@@ -131,10 +152,10 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 		if (size > 32)
 			size = 32;
 		e->key_len = 8 + size;
-		return 8 + capture(e, 8, (void *)words[1], size);
+		return 8 + capture(e, 8, (void *)words[1], size, cap);
 	}
 	e->key_len = plan->key_size;
-	got = capture(e, 0, keyp, plan->key_size);
+	got = capture(e, 0, keyp, plan->key_size, cap);
 	if (plan->kind != PLAN_STRINGS)
 		return got;
 	at = got;
@@ -147,30 +168,33 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 		off = plan->string_offsets[i];
 		if (off + 16 > got)
 			break;
-		off &= KEY_MAX - 1;
-		if (off + 16 > KEY_MAX)
+		off &= cap - 1;
+		if (off + 16 > cap)
 			break;
 		__builtin_memcpy(hdr, &e->key[off], 16);
 		e->key_len += hdr[1];
-		at += capture(e, at, (void *)hdr[0], hdr[1] > KEY_MAX ? KEY_MAX : hdr[1]);
+		at += capture(e, at, (void *)hdr[0], hdr[1] > KEY_MAX ? KEY_MAX : hdr[1], cap);
 	}
 	return at;
 }
 
-static __always_inline int handle_write(struct pt_regs *ctx)
+/* One write into a record whose key holds `cap` bytes, followed by the stack when
+ * `with_stack`. Both are constants at each call, so each shape is verified on its own. The short
+ * record's key area is 2 * cap: the verifier bounds a copy's offset and length separately, so
+ * it needs room for the largest of each. */
+static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, const __u32 cap,
+					   const int with_stack)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	const __u32 size = with_stack ? sizeof(struct write_event)
+				      : __builtin_offsetof(struct write_event, key) + 2 * cap;
 	struct write_event *e;
 	__u32 captured = 0;
 	__u64 cookie, bias;
 	__u8 role;
 
-	if ((pid_tgid >> 32) != target_tgid)
-		return 0;
-	count(CNT_HITS);
 	/* Reserved in the ring buffer itself: a sleepable program may be preempted, so no per-CPU
 	 * scratch buffer could be shared safely. */
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	e = bpf_ringbuf_reserve(&events, size, 0);
 	if (!e) {
 		count(CNT_LOST);
 		return 0;
@@ -178,7 +202,7 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	cookie = bpf_get_attach_cookie(ctx);
 	role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
 	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = write_detail ? bpf_ktime_get_ns() : 0;
 	e->map_type = ctx->ax - bias;
 	e->map_ptr = ctx->bx;
 	e->pid = pid_tgid >> 32;
@@ -187,12 +211,12 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	e->flags = 0;
 	e->site = 0;
 	e->goid = 0;
-	bpf_copy_from_user(&e->site, 8, (void *)ctx->sp);
+	read_user(&e->site, 8, (void *)ctx->sp);
 	e->site -= bias;
-	if (bpf_copy_from_user(e->header, sizeof(e->header), (void *)ctx->bx) != 0)
+	if (read_user(e->header, sizeof(e->header), (void *)ctx->bx) != 0)
 		__builtin_memset(e->header, 0, sizeof(e->header));
 	e->stack_len = 0;
-	if (capture_stack) {
+	if (with_stack) {
 		long n = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
 		if (n > 0) {
 			e->stack_len = n / 8;
@@ -201,13 +225,13 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 					e->stack[i] -= bias;
 		}
 	}
-	if (goid_offset)
-		bpf_copy_from_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
+	if (write_detail && goid_offset)
+		read_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
 
 	switch (role) {
 	case ROLE_ASSIGN_FASTSTR:
 		e->key_len = ctx->di;
-		captured = capture(e, 0, (void *)ctx->cx, ctx->di > KEY_MAX ? KEY_MAX : ctx->di);
+		captured = capture(e, 0, (void *)ctx->cx, ctx->di > KEY_MAX ? KEY_MAX : ctx->di, cap);
 		break;
 	case ROLE_ASSIGN_FAST32:
 		e->key_len = 4;
@@ -221,7 +245,7 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 		captured = 8;
 		break;
 	default:
-		captured = capture_generic(e, (void *)ctx->cx, bias);
+		captured = capture_generic(e, (void *)ctx->cx, bias, cap);
 		break;
 	}
 	if (e->key_len > captured && !(e->flags & EV_READ_FAILED))
@@ -231,6 +255,20 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	e->captured = captured;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
+}
+
+static __always_inline int handle_write(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	if ((pid_tgid >> 32) != target_tgid)
+		return 0;
+	count(CNT_HITS);
+	if (capture_stack)
+		return handle_write_as(ctx, pid_tgid, KEY_MAX, 1);
+	if (key_bytes <= KEY_SMALL)
+		return handle_write_as(ctx, pid_tgid, KEY_SMALL, 0);
+	return handle_write_as(ctx, pid_tgid, KEY_MAX, 0);
 }
 
 /* One uprobe_multi link for all assign functions (kernel >= 6.6)... */
@@ -251,7 +289,7 @@ int on_mapassign(struct pt_regs *ctx)
 static __always_inline __u64 current_goid(struct pt_regs *ctx)
 {
 	__u64 goid = 0;
-	if (goid_offset && bpf_copy_from_user(&goid, 8, (void *)(ctx->r14 + goid_offset)) == 0)
+	if (goid_offset && read_user(&goid, 8, (void *)(ctx->r14 + goid_offset)) == 0)
 		return goid;
 	return (__u32)bpf_get_current_pid_tgid() | (1ULL << 63);
 }
@@ -260,7 +298,7 @@ static __always_inline __u64 current_goid(struct pt_regs *ctx)
 static __always_inline int read_hmap(__u64 h, __u64 out[2])
 {
 	__u64 hdr[2];
-	if (bpf_copy_from_user(hdr, sizeof(hdr), (void *)h) != 0)
+	if (read_user(hdr, sizeof(hdr), (void *)h) != 0)
 		return -1;
 	out[0] = hdr[0];
 	out[1] = ((hdr[1] >> 8) & 0xff) | (((hdr[1] >> 16) & 0xffff) << 8) | ((hdr[1] & 0xff) << 24);
@@ -293,14 +331,14 @@ static __always_inline int handle_grow_entry(struct pt_regs *ctx)
 	case GROW_TO_TABLE:
 		g.map_type = ctx->bx - bias;
 		g.map_ptr = ctx->ax;
-		if (bpf_copy_from_user(&g.before[0], 8, (void *)g.map_ptr) != 0)
+		if (read_user(&g.before[0], 8, (void *)g.map_ptr) != 0)
 			g.flags |= EV_READ_FAILED;
 		break;
 	case GROW_REHASH:
 		g.map_type = ctx->bx - bias;
 		g.map_ptr = ctx->cx;
-		if (bpf_copy_from_user(&g.before[0], 8, (void *)g.map_ptr) != 0 ||
-		    bpf_copy_from_user(table_hdr, sizeof(table_hdr), (void *)ctx->ax) != 0)
+		if (read_user(&g.before[0], 8, (void *)g.map_ptr) != 0 ||
+		    read_user(table_hdr, sizeof(table_hdr), (void *)ctx->ax) != 0)
 			g.flags |= EV_READ_FAILED;
 		g.before[1] = table_hdr[1]; /* table.capacity */
 		break;
@@ -310,6 +348,11 @@ static __always_inline int handle_grow_entry(struct pt_regs *ctx)
 	goid = current_goid(ctx);
 	g.goid = goid;
 	bpf_map_update_elem(&grows_inflight, &goid, &g, BPF_ANY);
+	{
+		struct grow_start start = {.start_ns = g.start_ns, .pid = g.pid, .tid = g.tid};
+		if (bpf_ringbuf_output(&events, &start, sizeof(start), 0) != 0)
+			count(CNT_LOST);
+	}
 	return 0;
 }
 

@@ -65,6 +65,9 @@ pub struct LiveArgs {
     /// Capture goroutine stacks (set by `trace --stack`).
     #[arg(skip)]
     pub stack: bool,
+    /// Capture each write's time and goroutine id (set by `trace`).
+    #[arg(skip)]
+    pub write_detail: bool,
 }
 
 /// Resolves `-p PID | --binary PATH` to one running process.
@@ -137,6 +140,7 @@ pub fn run_live(
             pid,
             key_bytes: args.key_bytes,
             stack: args.stack,
+            write_detail: args.write_detail,
         },
         &plans,
     )?;
@@ -151,6 +155,7 @@ pub fn run_live(
     let mut builder = libbpf_rs::RingBufferBuilder::new();
     builder.add(&session.skel.maps.events, |data: &[u8]| {
         match Record::parse(data) {
+            Some(Record::GrowStart(g)) => live.borrow_mut().2.on_grow_start(&g),
             Some(Record::Grow(g)) => {
                 live.borrow_mut().2.on_grow(&g);
                 (hooks.borrow_mut().1)(&g);

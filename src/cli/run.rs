@@ -92,6 +92,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             pid,
             key_bytes: args.key_bytes,
             stack: false,
+            write_detail: false,
         },
         &plans,
     )?;
@@ -102,6 +103,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     builder
         .add(&session.skel.maps.events, |data: &[u8]| {
             match Record::parse(data) {
+                Some(Record::GrowStart(g)) => state.borrow_mut().growth.on_grow_start(&g),
                 Some(Record::Grow(g)) => state.borrow_mut().growth.on_grow(&g),
                 Some(Record::Write(ev)) => {
                     let mut st = state.borrow_mut();

@@ -509,10 +509,12 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
             Style::new().add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!(
-            " {}  ({} distinct, {} goroutines; by {}) ",
+            " {}  ({} distinct{}; by {}) ",
             m.id,
             m.distinct_keys,
-            m.goroutines,
+            m.goroutines
+                .map(|g| format!(", {g} goroutines"))
+                .unwrap_or_default(),
             sort.name()
         )),
     ]);
@@ -956,7 +958,7 @@ mod tests {
             writes,
             writes_estimated: writes,
             distinct_keys: keys.len(),
-            goroutines: 3,
+            goroutines: Some(3),
             len: Some(keys.len() as u64),
             grows: 1,
             capacity: Some(16),

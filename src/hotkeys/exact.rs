@@ -27,7 +27,6 @@ pub struct MapCounts {
     /// The header as read at the last write, and whether that write added a new key.
     pub last_header: [u64; 4],
     pub last_inserted: bool,
-    pub last_ts: u64,
     /// Growths of this map, in time order.
     pub growth: Vec<crate::internals::Growth>,
 }
@@ -43,12 +42,10 @@ impl MapCounts {
             writes: 0,
         });
         k.writes += 1;
-        if ev.ts_ns >= self.last_ts {
-            self.last_ts = ev.ts_ns;
-            self.last_header = ev.header;
-            self.last_inserted = inserted;
-        }
-        if self.goroutines.len() < 100_000 {
+        // Records arrive in the order they were made: the last one has the newest header.
+        self.last_header = ev.header;
+        self.last_inserted = inserted;
+        if ev.goid != 0 && self.goroutines.len() < 100_000 {
             self.goroutines.insert(ev.goid);
         }
     }

@@ -25,7 +25,6 @@ pub struct LiveMap {
     pub cumulative: TopK,
     pub recent: TopK,
     pub last_header: [u64; 4],
-    pub last_ts: u64,
     /// Recent weight of the top keys at the previous window, for trends.
     prev_recent: HashMap<Vec<u8>, f64>,
 }
@@ -41,7 +40,6 @@ impl LiveMap {
             cumulative: TopK::new(KEYS_PER_MAP),
             recent: TopK::new(KEYS_PER_MAP),
             last_header: [0; 4],
-            last_ts: 0,
             prev_recent: HashMap::new(),
         }
     }
@@ -83,10 +81,8 @@ impl LiveCounts {
         }
         m.cumulative.add(&key.id, &key.text, key.truncated, 1.0);
         m.recent.add(&key.id, &key.text, key.truncated, 1.0);
-        if ev.ts_ns >= m.last_ts {
-            m.last_ts = ev.ts_ns;
-            m.last_header = ev.header;
-        }
+        // Records arrive in the order they were made: the last one has the newest header.
+        m.last_header = ev.header;
     }
 
     /// Ends a window: remembers the top keys' recent weights (for trends), then decays.
@@ -145,7 +141,6 @@ impl LiveCounts {
                     sites: m.sites.clone(),
                     keys,
                     last_header: m.last_header,
-                    last_ts: m.last_ts,
                     ..Default::default()
                 },
             );

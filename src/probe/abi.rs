@@ -11,7 +11,8 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/mapwrite.skel.rs"));
 }
 pub use skel::types::{
-    grow_event as RawGrowEvent, key_plan as KeyPlan, write_event as RawWriteEvent,
+    grow_event as RawGrowEvent, grow_start as RawGrowStart, key_plan as KeyPlan,
+    write_event as RawWriteEvent,
 };
 pub use skel::*;
 

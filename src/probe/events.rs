@@ -1,8 +1,9 @@
 //! One map write as received from the ring buffer, copied out of the kernel's record.
-use super::abi::{RawGrowEvent, RawWriteEvent, EVENT_HEADER};
+use super::abi::{RawGrowEvent, RawGrowStart, RawWriteEvent, EVENT_HEADER};
 
 #[derive(Clone, Debug)]
 pub struct WriteEvent {
+    /// Kernel time of the write; 0 unless the session asked for per-write detail.
     pub ts_ns: u64,
     /// Link-time address of the map's type descriptor.
     pub map_type: u64,
@@ -10,6 +11,7 @@ pub struct WriteEvent {
     pub map_ptr: u64,
     /// Link-time return address into the writing function.
     pub site: u64,
+    /// Goroutine id; 0 unless the session asked for per-write detail.
     pub goid: u64,
     /// First 32 bytes of the map header before the write (see `struct write_event`).
     pub header: [u64; 4],
@@ -41,7 +43,7 @@ impl WriteEvent {
             );
         }
         let captured = usize::from(raw.captured)
-            .min(raw.key.len())
+            .min(super::abi::KEY_MAX)
             .min(data.len() - EVENT_HEADER);
         Some(WriteEvent {
             ts_ns: raw.ts_ns,
@@ -71,6 +73,9 @@ pub struct GrowEvent {
     pub goid: u64,
     pub before: [u64; 2],
     pub after: [u64; 2],
+    pub pid: u32,
+    /// Thread that entered the growth function (as in its `GrowStart`).
+    pub tid: u32,
     pub role: u32,
     pub flags: u32,
 }
@@ -91,27 +96,49 @@ impl GrowEvent {
             goid: raw.goid,
             before: raw.before,
             after: raw.after,
+            pid: raw.pid,
+            tid: raw.tid,
             role: raw.role,
             flags: raw.flags,
         })
     }
 }
 
+/// The entry into a growth function: its thread's previous write triggered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrowStart {
+    pub start_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+}
+
 /// A ring-buffer record: writes and growths share one ring (so their order is the order they
 /// happened in) and are told apart by size.
 pub enum Record {
     Write(WriteEvent),
+    GrowStart(GrowStart),
     Grow(GrowEvent),
 }
 
-const _: () = assert!(std::mem::size_of::<RawGrowEvent>() < EVENT_HEADER);
+const GROW_EVENT_SIZE: usize = std::mem::size_of::<RawGrowEvent>();
+const GROW_START_SIZE: usize = std::mem::size_of::<RawGrowStart>();
+const _: () = assert!(GROW_EVENT_SIZE < EVENT_HEADER && GROW_START_SIZE < EVENT_HEADER);
 
 impl Record {
     pub fn parse(data: &[u8]) -> Option<Record> {
-        if data.len() == std::mem::size_of::<RawGrowEvent>() {
-            GrowEvent::parse(data).map(Record::Grow)
-        } else {
-            WriteEvent::parse(data).map(Record::Write)
+        match data.len() {
+            GROW_EVENT_SIZE => GrowEvent::parse(data).map(Record::Grow),
+            GROW_START_SIZE => {
+                // SAFETY: the record has exactly the plain-old-data struct's size;
+                // read_unaligned copes with any alignment.
+                let raw: RawGrowStart = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+                Some(Record::GrowStart(GrowStart {
+                    start_ns: raw.start_ns,
+                    pid: raw.pid,
+                    tid: raw.tid,
+                }))
+            }
+            _ => WriteEvent::parse(data).map(Record::Write),
         }
     }
 }

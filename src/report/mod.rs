@@ -51,7 +51,9 @@ pub struct MapReport {
     pub writes: u64,
     pub writes_estimated: u64,
     pub distinct_keys: usize,
-    pub goroutines: usize,
+    /// Distinct goroutines that wrote (known only where each write's goroutine is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goroutines: Option<usize>,
     /// Length after the last write (from the header read at that write; `null` for groups).
     pub len: Option<u64>,
     pub grows: u64,
@@ -286,7 +288,7 @@ fn map_report(
         writes: m.writes,
         writes_estimated: m.writes,
         distinct_keys: m.keys.len(),
-        goroutines: m.goroutines.len(),
+        goroutines: (!m.goroutines.is_empty()).then_some(m.goroutines.len()),
         len: state.as_ref().map(|s| s.len),
         grows: growth.len() as u64,
         capacity: state.as_ref().and_then(|s| s.capacity),
