@@ -26,16 +26,35 @@ fn workload() -> std::path::PathBuf {
     common::build("workload", &common::newest_toolchain(), Variant::Plain)
 }
 
-/// The tracer holds at least one BPF link (its probes are attached).
-fn wait_attached(tracer: &Child) {
+/// Serializes the estimate test with the 5-million-key test: that one loads both cores for
+/// seconds, and a target starved of CPU writes in catch-up bursts that windows of 25 ms sample
+/// unevenly.
+fn timing_sensitive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The tracer holds a BPF link on the target (its probes are attached): a uprobe_multi link
+/// names the target's pid; a per-function link names a binary, which must not be the tracer's
+/// own (budget mode first calibrates on probes in itself).
+fn wait_attached(tracer: &Child, target: u32) {
     let t0 = Instant::now();
+    let own = format!(
+        "name:\t{}\n",
+        std::fs::canonicalize(TRACER).unwrap().display()
+    );
+    let on_target = |s: &str| {
+        s.contains("link_id:")
+            && (s.contains(&format!("pid:\t{target}\n"))
+                || (s.contains("name:\t") && !s.contains(&own)))
+    };
     loop {
         let dir = std::fs::read_dir(format!("/proc/{}/fdinfo", tracer.id()))
             .map(|d| d.flatten().collect::<Vec<_>>())
             .unwrap_or_default();
         if dir
             .iter()
-            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| s.contains("link_id:")))
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| on_target(&s)))
         {
             return;
         }
@@ -74,9 +93,9 @@ fn the_map<'a>(report: &'a Value, type_name: &str) -> &'a Value {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 open: budget estimates run ~7 % low, outside their 3-sigma bound"]
 fn budget_estimates_are_within_their_error_bound() {
     require_root();
+    let _alone = timing_sensitive();
     let target = GoProcess::start_waiting(
         &workload(),
         &["-rate", "20000", "-duration", "6", "-keys", "200"],
@@ -95,7 +114,7 @@ fn budget_estimates_are_within_their_error_bound() {
         "--top",
         "5",
     ]);
-    wait_attached(&tracer);
+    wait_attached(&tracer, target.pid());
     target.release();
     let truth = common::parse_workload(&target.finish());
     let out = tracer.wait_with_output().unwrap();
@@ -147,7 +166,7 @@ fn top_once_and_json_show_the_hot_key() {
             args.push("--json");
         }
         let tracer = spawn_tracer(&args);
-        wait_attached(&tracer);
+        wait_attached(&tracer, target.pid());
         target.release();
         let truth = common::parse_workload(&target.finish());
         assert_eq!(
@@ -264,7 +283,7 @@ fn trace_stack_shows_the_writing_function_chain() {
         "--duration",
         "60",
     ]);
-    wait_attached(&tracer);
+    wait_attached(&tracer, target.pid());
     target.release();
     let mut lines = BufReader::new(tracer.stdout.take().unwrap()).lines();
     let first: Value = loop {
@@ -321,6 +340,7 @@ fn vm_hwm_bytes(pid: u32) -> Option<u64> {
 #[test]
 fn memory_stays_bounded_with_five_million_distinct_keys() {
     require_root();
+    let _alone = timing_sensitive();
     let bin = common::build("growth", &common::newest_toolchain(), Variant::Plain);
     let target = GoProcess::start_waiting(&bin, &["-n", "5000000", "-kind", "string"]);
     let pid = target.pid().to_string();
@@ -336,7 +356,7 @@ fn memory_stays_bounded_with_five_million_distinct_keys() {
         "--refresh",
         "2",
     ]);
-    wait_attached(&tracer);
+    wait_attached(&tracer, target.pid());
     // Drain the snapshots while measuring, so a full pipe never blocks the tracer.
     let mut stdout = tracer.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {

@@ -56,11 +56,11 @@ struct key_plan {
  * without stack capture it ends after the key area, and with --key-bytes <= KEY_SMALL the key
  * area is 2 * KEY_SMALL bytes (a smaller record costs less to reserve and to hand over). */
 struct write_event {
-	__u64 ts_ns;      /* with write_detail only (0 otherwise) */
+	__u64 ts_ns;      /* with write_time only (0 otherwise) */
 	__u64 map_type;   /* RAX: map type descriptor (link-time address) */
 	__u64 map_ptr;    /* RBX: map header */
 	__u64 site;       /* [RSP]: return address into the writing function (link-time) */
-	__u64 goid;       /* with write_detail only (0 otherwise) */
+	__u64 goid;       /* with write_goid only (0 otherwise) */
 	/* The map header's first 32 bytes before the write. Classic hmap: count@0, flags@8, B@9,
 	 * noverflow@10, buckets@16, oldbuckets@24. Swiss maps.Map: used@0, seed@8, dirPtr@16,
 	 * dirLen@24. */

@@ -15,9 +15,10 @@ const volatile __u32 target_tgid = 0;
 const volatile __u32 goid_offset = 0;
 const volatile __u32 key_bytes = 64;
 const volatile __u32 capture_stack = 0;
-/* Each write's time and goroutine id (two more costs per write: `trace` wants them, counting
- * does not). */
-const volatile __u32 write_detail = 0;
+/* Each write's time (budget mode's estimates, `trace`) and goroutine id (`trace`): costs per
+ * write that exact counting does without. */
+const volatile __u32 write_time = 0;
+const volatile __u32 write_goid = 0;
 
 /* Userspace reads `struct write_event` from here. */
 struct {
@@ -202,7 +203,7 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 	cookie = bpf_get_attach_cookie(ctx);
 	role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
 	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
-	e->ts_ns = write_detail ? bpf_ktime_get_ns() : 0;
+	e->ts_ns = write_time ? bpf_ktime_get_ns() : 0;
 	e->map_type = ctx->ax - bias;
 	e->map_ptr = ctx->bx;
 	e->pid = pid_tgid >> 32;
@@ -225,7 +226,7 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 					e->stack[i] -= bias;
 		}
 	}
-	if (write_detail && goid_offset)
+	if (write_goid && goid_offset)
 		read_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
 
 	switch (role) {

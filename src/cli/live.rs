@@ -65,9 +65,9 @@ pub struct LiveArgs {
     /// Capture goroutine stacks (set by `trace --stack`).
     #[arg(skip)]
     pub stack: bool,
-    /// Capture each write's time and goroutine id (set by `trace`).
+    /// Capture each write's goroutine id (set by `trace`).
     #[arg(skip)]
-    pub write_detail: bool,
+    pub goroutine_ids: bool,
 }
 
 /// Resolves `-p PID | --binary PATH` to one running process.
@@ -132,6 +132,7 @@ pub fn run_live(
     };
     let mut duty = DutyCycle::new(args.overhead, cost);
     let mut storage = MaybeUninit::uninit();
+    let start_ns = kernel_now_ns();
     let mut session = Session::start(
         &mut storage,
         &bin,
@@ -140,7 +141,9 @@ pub fn run_live(
             pid,
             key_bytes: args.key_bytes,
             stack: args.stack,
-            write_detail: args.write_detail,
+            // Budget estimates time each window by its writes' kernel timestamps.
+            timestamps: true,
+            goroutine_ids: args.goroutine_ids,
         },
         &plans,
     )?;
@@ -175,6 +178,7 @@ pub fn run_live(
     let ring = builder.build()?;
 
     let started = Instant::now();
+    let started_ns = kernel_now_ns();
     let refresh = Duration::from_secs_f64(args.refresh.max(0.05));
     let deadline = args
         .duration
@@ -186,7 +190,10 @@ pub fn run_live(
     let mut attached_at_refresh = Duration::ZERO;
     let mut events_at_window = 0u64;
     let mut estimated_closed = 0.0f64;
-    let mut pending: Option<(Instant, Duration, u64)> = None;
+    // The window being measured: when the probes went in (kernel clock, before and after the
+    // attach call). The one closed last, waiting for its gap: (start, attached, writes).
+    let mut attach_bounds = (start_ns, started_ns);
+    let mut pending: Option<(u64, Duration, u64)> = None;
     let mut window_scale = 1.0f64;
     let mut planned_cycle = crate::probe::budget::PERIOD;
     let decay = 0.7f64;
@@ -199,9 +206,15 @@ pub fn run_live(
             let burst = session.is_attached()
                 && spent >= args.overhead / 100.0 * planned_cycle.as_secs_f64();
             if session.is_attached() && (now >= window_end || burst) {
+                let detach_start = kernel_now_ns();
                 session.detach();
+                let detach_end = kernel_now_ns();
                 ring.consume()?;
-                let on = now - window_start;
+                let (active_start, on) = active_window(
+                    attach_bounds,
+                    (detach_start, detach_end),
+                    live.borrow_mut().0.take_span(),
+                );
                 attached_total += on;
                 let events = live.borrow().0.events;
                 let window_events = events - events_at_window;
@@ -209,21 +222,23 @@ pub fn run_live(
                 let (next_on, off) = duty.plan();
                 // Horvitz–Thompson: this window stands for itself and the gap after it, for as
                 // long as that gap really lasts (settled when the next window starts).
-                pending = Some((window_start, on, window_events));
+                pending = Some((active_start, on, window_events));
                 events_at_window = events;
                 window_scale = (next_on + off).as_secs_f64() / next_on.as_secs_f64().max(1e-9);
                 planned_cycle = next_on + off;
                 if off.is_zero() {
-                    session.attach()?;
-                    settle(&mut pending, &mut estimated_closed, Instant::now());
+                    attach_bounds = attach(&mut session)?;
+                    live.borrow_mut().0.take_span();
+                    settle(&mut pending, &mut estimated_closed, attach_bounds.1);
                     window_start = Instant::now();
                     window_end = window_start + next_on;
                 } else {
                     window_end = now + off;
                 }
             } else if !session.is_attached() && now >= window_end {
-                session.attach()?;
-                settle(&mut pending, &mut estimated_closed, Instant::now());
+                attach_bounds = attach(&mut session)?;
+                live.borrow_mut().0.take_span();
+                settle(&mut pending, &mut estimated_closed, attach_bounds.1);
                 // events_at_window stays where the last window ended: records that arrive late
                 // (consumed during the gap) count for the next window, not for none.
                 window_start = Instant::now();
@@ -247,14 +262,16 @@ pub fn run_live(
                 Mode::Exact => 1.0,
                 Mode::Budget => {
                     let events = live.borrow().0.events;
+                    // The open window stands for the gap planned after it, unless the trace
+                    // ends now: then nothing follows it.
                     let open = if session.is_attached() {
-                        (events - events_at_window) as f64 * window_scale
+                        (events - events_at_window) as f64 * if done { 1.0 } else { window_scale }
                     } else {
                         0.0
                     };
                     let mut provisional = pending;
                     let mut gap = 0.0;
-                    settle(&mut provisional, &mut gap, now);
+                    settle(&mut provisional, &mut gap, kernel_now_ns());
                     let estimated = estimated_closed + open + gap;
                     if events > 0 && estimated > 0.0 {
                         (events as f64 / estimated).clamp(1e-6, 1.0)
@@ -354,8 +371,50 @@ pub fn run_live(
 
 /// Adds a finished window's writes, weighted by how long it and the gap after it lasted until
 /// `until` (the next window's start, or now), over how long it was attached.
-fn settle(pending: &mut Option<(Instant, Duration, u64)>, total: &mut f64, until: Instant) {
+fn settle(pending: &mut Option<(u64, Duration, u64)>, total: &mut f64, until_ns: u64) {
     if let Some((start, on, events)) = pending.take() {
-        *total += events as f64 * (until - start).as_secs_f64() / on.as_secs_f64().max(1e-9);
+        let cycle = until_ns.saturating_sub(start) as f64 / 1e9;
+        *total += events as f64 * cycle / on.as_secs_f64().max(1e-9);
     }
+}
+
+/// Attaches the probes; the kernel clock just before and just after.
+fn attach(session: &mut Session) -> Result<(u64, u64)> {
+    let before = kernel_now_ns();
+    session.attach()?;
+    Ok((before, kernel_now_ns()))
+}
+
+/// When a window's probes were really live, on the kernel clock: (start, length). Breakpoints go
+/// in somewhere inside the attach call and come out somewhere inside the detach call (tens of
+/// ms here), which is long next to a window of 25 ms. The writes' own kernel timestamps narrow
+/// it down: a write seen before the attach call returned proves the probes were live then, and
+/// likewise at the end; without such evidence the window is the part surely live.
+fn active_window(
+    attach: (u64, u64),
+    detach: (u64, u64),
+    writes: Option<(u64, u64)>,
+) -> (u64, Duration) {
+    let (start, end) = match writes {
+        Some((first, last)) => (
+            first.clamp(attach.0, attach.1),
+            last.clamp(detach.0, detach.1),
+        ),
+        None => (attach.1, detach.0),
+    };
+    (
+        start,
+        Duration::from_nanos(end.saturating_sub(start).max(1_000)),
+    )
+}
+
+/// The clock `bpf_ktime_get_ns` reads (CLOCK_MONOTONIC), in ns.
+fn kernel_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on this stack frame.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

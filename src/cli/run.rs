@@ -92,7 +92,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             pid,
             key_bytes: args.key_bytes,
             stack: false,
-            write_detail: false,
+            timestamps: false,
+            goroutine_ids: false,
         },
         &plans,
     )?;

@@ -88,7 +88,7 @@ impl TypeNames<'_> {
 
 pub fn run(mut args: Args) -> Result<ExitCode> {
     args.live.stack = args.stack;
-    args.live.write_detail = true;
+    args.live.goroutine_ids = true;
     // Symbolization needs the binary; open it once more here (cheap) for the event hook.
     let pid = super::live::resolve_pid(args.live.pid, args.live.binary.as_deref())?;
     let bin = GoBinary::open(&crate::target::exe_of(pid)?)?;

@@ -58,11 +58,17 @@ pub struct LiveCounts {
     pub maps: HashMap<(u64, u64), LiveMap>,
     pub events: u64,
     pub read_failed: u64,
+    /// Kernel times of the first and last write since `take_span` (budget windows).
+    span: Option<(u64, u64)>,
 }
 
 impl LiveCounts {
     pub fn add(&mut self, ev: &WriteEvent, key: &Key, read_failed: bool) {
         self.events += 1;
+        if ev.ts_ns != 0 {
+            let (first, _) = self.span.unwrap_or((ev.ts_ns, ev.ts_ns));
+            self.span = Some((first, ev.ts_ns));
+        }
         if read_failed {
             self.read_failed += 1;
         }
@@ -83,6 +89,11 @@ impl LiveCounts {
         m.recent.add(&key.id, &key.text, key.truncated, 1.0);
         // Records arrive in the order they were made: the last one has the newest header.
         m.last_header = ev.header;
+    }
+
+    /// Kernel times of the first and last write seen since the last call.
+    pub fn take_span(&mut self) -> Option<(u64, u64)> {
+        self.span.take()
     }
 
     /// Ends a window: remembers the top keys' recent weights (for trends), then decays.

@@ -3,7 +3,7 @@ use super::abi::{RawGrowEvent, RawGrowStart, RawWriteEvent, EVENT_HEADER};
 
 #[derive(Clone, Debug)]
 pub struct WriteEvent {
-    /// Kernel time of the write; 0 unless the session asked for per-write detail.
+    /// Kernel time of the write; 0 unless the session asked for timestamps.
     pub ts_ns: u64,
     /// Link-time address of the map's type descriptor.
     pub map_type: u64,
@@ -11,7 +11,7 @@ pub struct WriteEvent {
     pub map_ptr: u64,
     /// Link-time return address into the writing function.
     pub site: u64,
-    /// Goroutine id; 0 unless the session asked for per-write detail.
+    /// Goroutine id; 0 unless the session asked for goroutine ids.
     pub goid: u64,
     /// First 32 bytes of the map header before the write (see `struct write_event`).
     pub header: [u64; 4],

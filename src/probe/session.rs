@@ -18,9 +18,11 @@ pub struct Config {
     pub key_bytes: u32,
     /// Capture each write's goroutine stack (frame-pointer walk).
     pub stack: bool,
-    /// Capture each write's time and goroutine id (two more costs per write; counting and
+    /// Capture each write's kernel time (budget estimates and `trace`; exact counting and
     /// growth tracking do without).
-    pub write_detail: bool,
+    pub timestamps: bool,
+    /// Capture each write's goroutine id (`trace`).
+    pub goroutine_ids: bool,
 }
 
 /// How the probes were attached, for the report and for `--verbose` users.
@@ -146,7 +148,8 @@ impl<'obj> Session<'obj> {
         rodata.target_tgid = cfg.pid;
         rodata.key_bytes = cfg.key_bytes.min(KEY_MAX as u32);
         rodata.capture_stack = u32::from(cfg.stack);
-        rodata.write_detail = u32::from(cfg.write_detail);
+        rodata.write_time = u32::from(cfg.timestamps);
+        rodata.write_goid = u32::from(cfg.goroutine_ids);
         rodata.goid_offset = bin.goid_offset().map(|g| g.offset as u32).unwrap_or(0);
         // Load either the uprobe_multi programs or the per-function ones, not both.
         open.progs.on_mapassign_multi.set_autoload(multi);
