@@ -239,10 +239,35 @@ fn prometheus_scrapes_the_hot_key_and_promtool_accepts_the_metrics() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// Starts `bin args... -wait` as a container would run it: in its own mount namespace, where
+/// `bin`'s directory is bind-mounted on `mnt`, an empty directory of the host; it runs as
+/// `mnt/NAME`, a path that has no such file outside its namespace.
+fn start_contained(bin: &Path, mnt: &Path, args: &[&str]) -> GoProcess {
+    require_file("/usr/bin/unshare", "util-linux");
+    let dir = bin.parent().unwrap().to_str().unwrap();
+    let inside = mnt.join(bin.file_name().unwrap());
+    let mut all = vec![
+        "--mount",
+        "--",
+        "/bin/sh",
+        "-c",
+        "mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"",
+        "sh",
+        dir,
+        mnt.to_str().unwrap(),
+        inside.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    GoProcess::start_waiting(Path::new("/usr/bin/unshare"), &all)
+}
+
 #[test]
-fn binary_mode_follows_every_process_of_the_executable() {
+fn binary_mode_follows_every_process_of_the_executable_across_mount_namespaces() {
     require_root();
     let bin = workload();
+    let mnt = std::env::temp_dir().join(format!("emt-container-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let in_container = mnt.join(bin.file_name().unwrap());
     let args = |seed: &'static str| {
         [
             "-rate",
@@ -255,12 +280,16 @@ fn binary_mode_follows_every_process_of_the_executable() {
             seed,
         ]
     };
-    let first = GoProcess::start_waiting(&bin, &args("1"));
+    let first = start_contained(&bin, &mnt, &args("1"));
+    assert!(
+        !in_container.exists(),
+        "the container's path must not exist outside it"
+    );
     let listen = http::free_addr();
     let mut serve = Tracer::spawn(&[
         "serve",
         "--binary",
-        bin.to_str().unwrap(),
+        in_container.to_str().unwrap(),
         "--mode",
         "exact",
         "--listen",
@@ -271,7 +300,7 @@ fn binary_mode_follows_every_process_of_the_executable() {
     serve.wait_attached();
     first.release();
     // The second process starts after the agent is up.
-    let second = GoProcess::start_waiting(&bin, &args("2"));
+    let second = start_contained(&bin, &mnt, &args("2"));
     second.release();
     let pids = [first.pid(), second.pid()];
 
@@ -342,6 +371,7 @@ fn binary_mode_follows_every_process_of_the_executable() {
         .then_some(())
     });
     let (st, _, err) = serve.terminate();
+    let _ = std::fs::remove_dir(&mnt);
     assert!(st.success(), "serve: {st}: {err}");
     let traced: HashSet<u32> = err
         .lines()

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::live::{run_live, LiveArgs};
 use super::signals::install_signal_handlers;
@@ -36,7 +36,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         crate::target::exe_of(pid)?;
     }
     if let Some(b) = &args.live.binary {
-        std::fs::metadata(b).with_context(|| format!("cannot read {}", b.display()))?;
+        // The path may exist only inside containers (see `target::processes_of`): absolute.
+        anyhow::ensure!(
+            b.is_absolute() || b.exists(),
+            "cannot read {}: give the executable's absolute path",
+            b.display()
+        );
     }
     crate::probe::session::preflight()?;
     let agent: Shared = Arc::new(Mutex::new(Agent {
