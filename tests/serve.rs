@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{GoProcess, Variant};
+use ebpf_map_trace::export::metrics;
 use ebpf_map_trace::report::redact;
 use serde_json::Value;
 use tracer::Tracer;
@@ -195,15 +196,20 @@ fn prometheus_scrapes_the_hot_key_and_promtool_accepts_the_metrics() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
-    // Every family the exporter defines is in a real scrape — but the load, which a Swiss map
-    // (the newest Go's) only has once a grow was seen from its start.
-    for (family, _) in ebpf_map_trace::export::metrics::FAMILIES
+    // Every family of the exporter's list is in a real scrape, of its kind — but the load,
+    // which a Swiss map (the newest Go's) only has once a grow was seen from its start.
+    for (family, kind, _) in metrics::FAMILIES
         .iter()
-        .filter(|(f, _)| *f != ebpf_map_trace::export::metrics::LOAD)
+        .filter(|(f, ..)| *f != metrics::LOAD)
     {
+        let (name, kind) = match kind {
+            metrics::Kind::Counter => (format!("gomap_{family}_total"), "counter"),
+            metrics::Kind::Gauge => (format!("gomap_{family}"), "gauge"),
+            metrics::Kind::Histogram => (format!("gomap_{family}"), "histogram"),
+        };
         assert!(
-            body.contains(&format!("# TYPE gomap_{family}")),
-            "gomap_{family} missing from /metrics:\n{body}"
+            body.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} ({kind}) missing from /metrics:\n{body}"
         );
     }
 

@@ -15,41 +15,83 @@ use prometheus_client::registry::Registry;
 use crate::cli::live::Refresh;
 use crate::report::{redact, MapReport};
 
-/// Metric families exported (before `prometheus-client` adds `_total` to counters), with help.
-pub const FAMILIES: &[(&str, &str)] = &[
+/// What kind of metric a family is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric family `serve` exports (names without the `gomap_` prefix), with its kind and
+/// help: the one list the exporter registers from and dashboards are checked against.
+pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         WRITES,
+        Kind::Counter,
         "Writes to maps of this type from this call site (estimated in budget mode)",
     ),
     (
         MAP_RATE,
+        Kind::Gauge,
         "Writes per second to maps of this type over the last refresh (estimated)",
     ),
     (
         HOT_KEY_RATE,
+        Kind::Gauge,
         "Write rate of the map's hottest keys now, by rank (at most --top per map)",
     ),
     (
         KEY_RATE,
+        Kind::Histogram,
         "Distribution of per-key write rates in a map, observed at each refresh",
     ),
-    (GROWS, "Map grows (resizes) seen"),
+    (GROWS, Kind::Counter, "Map grows (resizes) seen"),
     (
         LEN,
+        Kind::Gauge,
         "Entries in maps of this type, after their last write seen",
     ),
-    (LOAD, "Highest load (len / capacity) of maps of this type"),
+    (
+        LOAD,
+        Kind::Gauge,
+        "Highest load (len / capacity) of maps of this type",
+    ),
     (
         COVERAGE,
+        Kind::Gauge,
         "Fraction of writes observed: probes attached part of the time in budget mode",
     ),
-    (LOST, "Events lost because the ring buffer was full"),
+    (
+        LOST,
+        Kind::Counter,
+        "Events lost because the ring buffer was full",
+    ),
     (
         OVERHEAD,
+        Kind::Gauge,
         "Estimated slowdown of the target caused by the probes, in percent",
     ),
-    (TARGETS, "Processes being traced"),
+    (TARGETS, Kind::Gauge, "Processes being traced"),
 ];
+
+/// The sample names a scrape can carry (`gomap_writes_total`, `gomap_key_writes_per_second_bucket`…).
+pub fn sample_names() -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, kind, _) in FAMILIES {
+        match kind {
+            Kind::Counter => out.push(format!("gomap_{name}_total")),
+            Kind::Gauge => out.push(format!("gomap_{name}")),
+            Kind::Histogram => {
+                for suffix in ["bucket", "sum", "count"] {
+                    out.push(format!("gomap_{name}_{suffix}"));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub const WRITES: &str = "writes";
 pub const MAP_RATE: &str = "map_writes_per_second";
 pub const HOT_KEY_RATE: &str = "hot_key_writes_per_second";
@@ -142,8 +184,8 @@ impl Exporter {
         let help = |name: &str| {
             FAMILIES
                 .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, h)| *h)
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, _, h)| *h)
                 .unwrap_or("")
         };
         macro_rules! series {

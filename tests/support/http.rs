@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.0 GET for tests (written by hand: 30 lines spare the test build another
 //! dependency; the servers it talks to — our agent and Prometheus — answer plain HTTP/1.0).
+#![allow(dead_code)] // each test file uses part of it
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! A tracer process under test: its output drained on threads (a full pipe would block it), a
 //! wait for its probes to be attached, and a clean end with SIGTERM.
+#![allow(dead_code)] // each test file uses part of it
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -23,7 +24,15 @@ fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
 
 impl Tracer {
     pub fn spawn(args: &[&str]) -> Tracer {
-        let mut child = Command::new(TRACER)
+        Tracer::spawn_program(std::path::Path::new(TRACER), args)
+    }
+
+    /// Runs `program args...` that execs the tracer (e.g. `setpriv ... -- TRACER ...`).
+    pub fn spawn_program<S: AsRef<std::ffi::OsStr>>(
+        program: &std::path::Path,
+        args: &[S],
+    ) -> Tracer {
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
