@@ -50,21 +50,33 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Running processes whose executable is `binary` (compared by device and inode, so it works
-/// for processes in other mount namespaces too, through /proc/PID/exe).
+/// Running processes whose executable is `binary`, compared by device and inode through
+/// `/proc/PID/exe`: the file at `binary` here, or the file at `binary` inside the process's own
+/// root (`/proc/PID/root/...`), so `--binary /app/server` also finds containers running their
+/// `/app/server` even where that path does not exist in the tracer's mount namespace.
 pub fn processes_of(binary: &std::path::Path) -> anyhow::Result<Vec<u32>> {
     use std::os::unix::fs::MetadataExt;
-    let want =
-        std::fs::metadata(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let here = std::fs::metadata(binary).ok().map(|m| (m.dev(), m.ino()));
+    if here.is_none() && !binary.is_absolute() {
+        bail!("cannot read {}", binary.display());
+    }
+    let inside = binary.strip_prefix("/").unwrap_or(binary);
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc")?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/exe")) {
-            if m.dev() == want.dev() && m.ino() == want.ino() && process_alive(pid) {
-                pids.push(pid);
-            }
+        let Ok(m) = std::fs::metadata(format!("/proc/{pid}/exe")) else {
+            continue;
+        };
+        let exe = Some((m.dev(), m.ino()));
+        let matches = exe == here
+            || exe
+                == std::fs::metadata(PathBuf::from(format!("/proc/{pid}/root")).join(inside))
+                    .ok()
+                    .map(|m| (m.dev(), m.ino()));
+        if matches && process_alive(pid) {
+            pids.push(pid);
         }
     }
     pids.sort_unstable();

@@ -3,6 +3,8 @@
 //! `trace --stack` shows the writing function chain, and memory stays bounded with 5 million
 //! distinct keys.
 mod common;
+#[path = "support/tracer.rs"]
+mod tracer;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -34,30 +36,10 @@ fn timing_sensitive() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The tracer holds a BPF link on the target (its probes are attached): a uprobe_multi link
-/// names the target's pid; a per-function link names a binary, which must not be the tracer's
-/// own (budget mode first calibrates on probes in itself).
-fn wait_attached(tracer: &Child, target: u32) {
+/// Waits until the tracer holds a BPF link on the target (not only its calibration probes).
+fn wait_attached(tracer: &Child) {
     let t0 = Instant::now();
-    let own = format!(
-        "name:\t{}\n",
-        std::fs::canonicalize(TRACER).unwrap().display()
-    );
-    let on_target = |s: &str| {
-        s.contains("link_id:")
-            && (s.contains(&format!("pid:\t{target}\n"))
-                || (s.contains("name:\t") && !s.contains(&own)))
-    };
-    loop {
-        let dir = std::fs::read_dir(format!("/proc/{}/fdinfo", tracer.id()))
-            .map(|d| d.flatten().collect::<Vec<_>>())
-            .unwrap_or_default();
-        if dir
-            .iter()
-            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| on_target(&s)))
-        {
-            return;
-        }
+    while !tracer::holds_target_link(tracer.id()) {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "tracer never attached"
@@ -114,7 +96,7 @@ fn budget_estimates_are_within_their_error_bound() {
         "--top",
         "5",
     ]);
-    wait_attached(&tracer, target.pid());
+    wait_attached(&tracer);
     target.release();
     let truth = common::parse_workload(&target.finish());
     let out = tracer.wait_with_output().unwrap();
@@ -166,7 +148,7 @@ fn top_once_and_json_show_the_hot_key() {
             args.push("--json");
         }
         let tracer = spawn_tracer(&args);
-        wait_attached(&tracer, target.pid());
+        wait_attached(&tracer);
         target.release();
         let truth = common::parse_workload(&target.finish());
         assert_eq!(
@@ -283,7 +265,7 @@ fn trace_stack_shows_the_writing_function_chain() {
         "--duration",
         "60",
     ]);
-    wait_attached(&tracer, target.pid());
+    wait_attached(&tracer);
     target.release();
     let mut lines = BufReader::new(tracer.stdout.take().unwrap()).lines();
     let first: Value = loop {
@@ -356,7 +338,7 @@ fn memory_stays_bounded_with_five_million_distinct_keys() {
         "--refresh",
         "2",
     ]);
-    wait_attached(&tracer, target.pid());
+    wait_attached(&tracer);
     // Drain the snapshots while measuring, so a full pipe never blocks the tracer.
     let mut stdout = tracer.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {

@@ -14,7 +14,7 @@ use crate::hotkeys::live::LiveCounts;
 use crate::internals::GrowthMatcher;
 use crate::keys::{plans_for_binary, Decoders, Key};
 use crate::probe::budget::DutyCycle;
-use crate::probe::calibrate::calibrate;
+use crate::probe::calibrate::{calibrate, Calibration};
 use crate::probe::events::{GrowEvent, Record, WriteEvent};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, Report};
@@ -98,6 +98,9 @@ pub struct Refresh {
     /// Writes per second per `report.maps[i]` over the last refresh (estimated).
     pub map_rates: Vec<f64>,
     pub overhead_percent: f64,
+    /// Estimated writes per second of every key tracked per `report.maps[i]` (at most
+    /// `hotkeys::live::KEYS_PER_MAP`), for distributions (`serve`'s histogram).
+    pub key_rates: Vec<Vec<f64>>,
 }
 
 /// Per-event hook (for `trace`): the event and its decoded key.
@@ -118,7 +121,7 @@ pub fn run_live(
     crate::probe::session::preflight()?;
     let cost = match args.mode {
         Mode::Budget => {
-            let c = calibrate().context("calibrating the cost of a probed write")?;
+            let c = calibrated()?;
             let instruction = bin
                 .map_functions()
                 .into_iter()
@@ -282,6 +285,7 @@ pub fn run_live(
                 }
             };
             let window_attached = (attached_now - attached_at_refresh).as_secs_f64().max(1e-6);
+            let mut key_rates = Vec::new();
             let (report, map_rates) = {
                 let mut st = live.borrow_mut();
                 let (counts, _, growth) = &mut *st;
@@ -324,6 +328,17 @@ pub fn run_live(
                         .maps
                         .values()
                         .find(|l| format!("{:#x}", l.map_ptr) == m.id);
+                    let per_s = (1.0 - decay) / refresh.as_secs_f64() / coverage;
+                    key_rates.push(
+                        lm.map(|lm| {
+                            lm.recent
+                                .top(crate::hotkeys::live::KEYS_PER_MAP)
+                                .iter()
+                                .map(|e| e.count * per_s)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    );
                     if let Some(lm) = lm {
                         let recent: std::collections::HashMap<String, (Vec<u8>, f64)> = lm
                             .recent
@@ -357,6 +372,7 @@ pub fn run_live(
                 report,
                 map_rates,
                 overhead_percent,
+                key_rates,
             })?;
             if !go_on || done {
                 break;
@@ -417,4 +433,17 @@ fn kernel_now_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec, which lives on this stack frame.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The cost of a probed write, measured once per tracer process: `serve --binary` runs one live
+/// loop per target process, and calibrations running side by side would time each other's probes.
+fn calibrated() -> Result<Calibration> {
+    static CACHE: std::sync::Mutex<Option<Calibration>> = std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = *cache {
+        return Ok(c);
+    }
+    let c = calibrate().context("calibrating the cost of a probed write")?;
+    *cache = Some(c);
+    Ok(c)
 }

@@ -1,7 +1,9 @@
 //! Command-line interface: what the user typed (clap) and dispatch to one module per command.
+mod fleet;
 mod inspect;
-mod live;
+pub(crate) mod live;
 mod run;
+mod serve;
 mod signals;
 mod top;
 pub mod top_ui;
@@ -21,7 +23,8 @@ const EXAMPLES: &str = "Examples:
   ebpf-map-trace inspect -p $(pidof server) --json
   ebpf-map-trace inspect ./server --type 0x4a1b20 --pc 0x48f00c
   sudo ebpf-map-trace run -- ./server            # exact counts from start to exit
-  sudo ebpf-map-trace run -p $(pidof server) --duration 10 --json report.json";
+  sudo ebpf-map-trace run -p $(pidof server) --duration 10 --json report.json
+  sudo ebpf-map-trace serve --binary /srv/app     # Prometheus metrics on 127.0.0.1:9464";
 
 #[derive(Parser)]
 #[command(name = "ebpf-map-trace", version, about = ABOUT, after_help = EXAMPLES)]
@@ -36,6 +39,7 @@ enum Command {
     Run(run::Args),
     Top(top::Args),
     Trace(trace::Args),
+    Serve(serve::Args),
 }
 
 /// Parses arguments, runs the command, and turns any failure into one line on stderr.
@@ -46,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Top(args) => top::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

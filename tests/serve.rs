@@ -1,0 +1,388 @@
+//! `serve` with real probes: a real Prometheus server scrapes the agent attached to a Go program
+//! and a PromQL query returns the program's hot key with the right map label; `/metrics` passes
+//! `promtool check metrics`; with `--binary`, two processes of one executable (one started after
+//! the agent) both appear under their pids with their own hot keys, and leave when they exit.
+mod common;
+#[path = "support/http.rs"]
+mod http;
+#[path = "support/tracer.rs"]
+mod tracer;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{GoProcess, Variant};
+use ebpf_map_trace::export::metrics;
+use ebpf_map_trace::report::redact;
+use serde_json::Value;
+use tracer::Tracer;
+
+const MAP: &str = "map[string]int";
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "serve tests need root (CAP_BPF + CAP_PERFMON)"
+    );
+}
+
+fn require_file(path: &str, what: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: install {what} (./setup does)"
+    );
+}
+
+fn workload() -> PathBuf {
+    common::build("workload", &common::newest_toolchain(), Variant::Plain)
+}
+
+/// The key hash as `serve` labels it (the `--redact` form without `#`).
+fn key_hash(key: &str) -> String {
+    redact(key).trim_start_matches('#').to_string()
+}
+
+/// Polls `f` every 250 ms until it returns Some, for at most `secs` seconds.
+fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn hotkeys(addr: &str) -> Option<Value> {
+    let (status, body) = http::get(addr, "/hotkeys", None)?;
+    (status == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+/// The top key of `pid`'s `map[string]int` in a merged `/hotkeys` report.
+fn top_key_of(report: &Value, pid: u32) -> Option<String> {
+    report["maps"]
+        .as_array()?
+        .iter()
+        .find(|m| m["pid"] == pid && m["type"] == MAP)?["top_keys"][0]["key"]
+        .as_str()
+        .map(String::from)
+}
+
+/// A Prometheus server (Debian's /usr/bin/prometheus) with its storage in a temp dir, scraping
+/// `target` every second.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        require_file("/usr/bin/prometheus", "the Debian package prometheus");
+        let dir = std::env::temp_dir().join(format!("emt-prometheus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: ebpf-map-trace\n    \
+                 static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr = http::free_addr();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("run /usr/bin/prometheus");
+        Prometheus { child, dir, addr }
+    }
+
+    /// The result vector of an instant query.
+    fn query(&self, promql: &str) -> Option<Vec<Value>> {
+        let path = format!("/api/v1/query?query={}", http::encode(promql));
+        let (status, body) = http::get(&self.addr, &path, None)?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && v["status"] == "success")
+            .then(|| v["data"]["result"].as_array().cloned())
+            .flatten()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_hot_key_and_promtool_accepts_the_metrics() {
+    require_root();
+    require_file("/usr/bin/promtool", "the Debian package prometheus");
+    let target = GoProcess::start_waiting(
+        &workload(),
+        &["-rate", "20000", "-duration", "60", "-hot-after", "0"],
+    );
+    let pid = target.pid();
+    let listen = http::free_addr();
+    let mut serve = Tracer::spawn(&[
+        "serve",
+        "-p",
+        &pid.to_string(),
+        "--listen",
+        &listen,
+        "--refresh",
+        "0.5",
+        "--metrics-key-label",
+        "value",
+    ]);
+    serve.wait_attached();
+    target.release();
+    let prom = Prometheus::start(&listen);
+
+    // The agent's own view first: the program's hot key on top of its map.
+    poll(20, "hot:1 on top in /hotkeys", || {
+        (top_key_of(&hotkeys(&listen)?, pid)? == "hot:1").then_some(())
+    });
+
+    // promtool accepts what a plain scrape gets.
+    let (status, body) = http::get(&listen, "/metrics", None).expect("/metrics answers");
+    assert_eq!(status, 200);
+    let mut promtool = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // Every family of the exporter's list is in a real scrape, of its kind — but the load,
+    // which a Swiss map (the newest Go's) only has once a grow was seen from its start.
+    for (family, kind, _) in metrics::FAMILIES
+        .iter()
+        .filter(|(f, ..)| *f != metrics::LOAD)
+    {
+        let (name, kind) = match kind {
+            metrics::Kind::Counter => (format!("gomap_{family}_total"), "counter"),
+            metrics::Kind::Gauge => (format!("gomap_{family}"), "gauge"),
+            metrics::Kind::Histogram => (format!("gomap_{family}"), "histogram"),
+        };
+        assert!(
+            body.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} ({kind}) missing from /metrics:\n{body}"
+        );
+    }
+
+    // Prometheus (OpenMetrics negotiated) stores the series: PromQL finds the hot key at rank 1.
+    let promql = format!("gomap_hot_key_writes_per_second{{map=\"{MAP}\",rank=\"1\"}}");
+    let series = poll(40, "the hot key's series in Prometheus", || {
+        let r = prom.query(&promql)?;
+        r.into_iter().find(|s| s["metric"]["key"] == "hot:1")
+    });
+    let labels = &series["metric"];
+    assert_eq!(labels["map"], MAP, "{series}");
+    assert_eq!(labels["pid"], pid.to_string(), "{series}");
+    assert_eq!(labels["key_hash"], key_hash("hot:1"), "{series}");
+    let rate: f64 = series["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(rate > 0.0, "{series}");
+    // The write counter reached Prometheus too, with its site.
+    let writes = prom
+        .query(&format!("gomap_writes_total{{map=\"{MAP}\"}}"))
+        .unwrap_or_default();
+    assert!(
+        writes.iter().any(|s| s["metric"]["site"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("main.writeKey")),
+        "no gomap_writes_total for main.writeKey: {writes:?}\n{}",
+        prom.log()
+    );
+
+    // Reap the target before the agent detaches, then end the agent with SIGTERM.
+    drop(target);
+    let (st, _, err) = serve.terminate();
+    assert!(st.success(), "serve: {st}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Starts `bin args... -wait` as a container would run it: in its own mount namespace, where
+/// `bin`'s directory is bind-mounted on `mnt`, an empty directory of the host; it runs as
+/// `mnt/NAME`, a path that has no such file outside its namespace.
+fn start_contained(bin: &Path, mnt: &Path, args: &[&str]) -> GoProcess {
+    require_file("/usr/bin/unshare", "util-linux");
+    let dir = bin.parent().unwrap().to_str().unwrap();
+    let inside = mnt.join(bin.file_name().unwrap());
+    let mut all = vec![
+        "--mount",
+        "--",
+        "/bin/sh",
+        "-c",
+        "mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"",
+        "sh",
+        dir,
+        mnt.to_str().unwrap(),
+        inside.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    GoProcess::start_waiting(Path::new("/usr/bin/unshare"), &all)
+}
+
+#[test]
+fn binary_mode_follows_every_process_of_the_executable_across_mount_namespaces() {
+    require_root();
+    let bin = workload();
+    let mnt = std::env::temp_dir().join(format!("emt-container-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let in_container = mnt.join(bin.file_name().unwrap());
+    let args = |seed: &'static str| {
+        [
+            "-rate",
+            "5000",
+            "-duration",
+            "6",
+            "-keys",
+            "100",
+            "-seed",
+            seed,
+        ]
+    };
+    let first = start_contained(&bin, &mnt, &args("1"));
+    assert!(
+        !in_container.exists(),
+        "the container's path must not exist outside it"
+    );
+    let listen = http::free_addr();
+    let mut serve = Tracer::spawn(&[
+        "serve",
+        "--binary",
+        in_container.to_str().unwrap(),
+        "--mode",
+        "exact",
+        "--listen",
+        &listen,
+        "--refresh",
+        "0.5",
+    ]);
+    serve.wait_attached();
+    first.release();
+    // The second process starts after the agent is up.
+    let second = start_contained(&bin, &mnt, &args("2"));
+    second.release();
+    let pids = [first.pid(), second.pid()];
+
+    // Watch both until they end; keep the last top key and rank-1 key hash seen per pid.
+    let mut top: HashMap<u32, String> = HashMap::new();
+    let mut rank1: HashMap<u32, String> = HashMap::new();
+    let (mut first, mut second) = (Some(first), Some(second));
+    let t0 = Instant::now();
+    while first.as_mut().is_some_and(|p| !p.has_exited())
+        || second.as_mut().is_some_and(|p| !p.has_exited())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "targets never ended"
+        );
+        if let Some(report) = hotkeys(&listen) {
+            for pid in pids {
+                if let Some(k) = top_key_of(&report, pid) {
+                    top.insert(pid, k);
+                }
+            }
+        }
+        if let Some((_, body)) = http::get(&listen, "/metrics", None) {
+            for line in body.lines().filter(|l| {
+                l.starts_with("gomap_hot_key_writes_per_second{") && l.contains("rank=\"1\"")
+            }) {
+                let label = |name: &str| {
+                    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+                    line[start..].split('"').next().map(String::from)
+                };
+                if let (Some(p), Some(h)) = (label("pid"), label("key_hash")) {
+                    rank1.insert(p.parse().unwrap(), h);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let truths: Vec<_> = [first.take().unwrap(), second.take().unwrap()]
+        .into_iter()
+        .map(|p| common::parse_workload(&p.finish()))
+        .collect();
+    for (pid, truth) in pids.iter().zip(&truths) {
+        let want = &truth.done.keys[0].key;
+        assert_eq!(
+            top.get(pid),
+            Some(want),
+            "process {pid}: top key in /hotkeys (program's own count: {want})"
+        );
+        assert_eq!(
+            rank1.get(pid),
+            Some(&key_hash(want)),
+            "process {pid}: rank-1 key hash in /metrics ({want})"
+        );
+    }
+    assert_ne!(
+        truths[0].done.keys[0].key, truths[1].done.keys[0].key,
+        "the two seeds must give different hot keys for this test to tell the processes apart"
+    );
+
+    // Exited processes are retired within seconds.
+    poll(10, "exited processes retired", || {
+        let report = hotkeys(&listen);
+        let gone = report.as_ref().is_none_or(|r| r.is_null());
+        let (_, body) = http::get(&listen, "/metrics", None)?;
+        (gone
+            && body.contains("gomap_targets 0")
+            && !pids.iter().any(|p| body.contains(&format!("pid=\"{p}\""))))
+        .then_some(())
+    });
+    let (st, _, err) = serve.terminate();
+    let _ = std::fs::remove_dir(&mnt);
+    assert!(st.success(), "serve: {st}: {err}");
+    let traced: HashSet<u32> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("ebpf-map-trace: tracing process "))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    assert_eq!(traced, pids.into_iter().collect(), "{err}");
+}
