@@ -1,6 +1,7 @@
 //! Command-line interface: what the user typed (clap) and dispatch to one module per command.
 mod inspect;
 mod live;
+mod profile;
 mod run;
 mod signals;
 mod top;

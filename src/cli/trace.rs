@@ -130,27 +130,18 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             return;
         }
         shown_this_second += 1;
-        let stack: Vec<Frame> = if args.stack {
-            // The walk past the map function (frame 0). Kernels that recognise a probe at a
-            // function's entry (`push rbp`) put the direct caller ([RSP]) in frame 1 themselves;
-            // older ones skip it, so add `site` when it is missing.
-            let walk = ev.stack.get(1..).unwrap_or(&[]);
-            let caller = (walk.first() != Some(&ev.site)).then_some(ev.site);
-            caller
-                .into_iter()
-                .chain(walk.iter().copied())
-                .map(|ret| {
-                    let s = site_of(&bin, ret);
-                    Frame {
-                        function: s.function,
-                        file: s.file,
-                        line: s.line,
-                    }
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let stack: Vec<Frame> = ev
+            .caller_stack()
+            .into_iter()
+            .map(|ret| {
+                let s = site_of(&bin, ret);
+                Frame {
+                    function: s.function,
+                    file: s.file,
+                    line: s.line,
+                }
+            })
+            .collect();
         let line = WriteLine {
             event: "write",
             t_s: t,

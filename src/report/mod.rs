@@ -1,6 +1,9 @@
 //! The report: what was measured, as the versioned JSON schema `ebpf-map-trace/report/v1`
 //! (`json`) and as a table for the terminal (`table`). Built from exact counts plus what the
 //! binary says about types and sites.
+pub mod folded;
+pub mod frames;
+pub mod pprof;
 pub mod table;
 
 use std::collections::HashMap;
