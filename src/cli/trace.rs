@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::live::{run_live, LiveArgs};
 use crate::gobin::GoBinary;
 use crate::internals::Growth;
+use crate::report::frames::Symbolizer;
 use crate::report::site_of;
 
 #[derive(clap::Args)]
@@ -68,24 +69,6 @@ struct WriteLine<'a> {
     stack: Vec<Frame>,
 }
 
-/// Names of map types, cached per descriptor address.
-struct TypeNames<'b> {
-    bin: &'b GoBinary,
-    cache: std::collections::HashMap<u64, String>,
-}
-
-impl TypeNames<'_> {
-    fn name(&mut self, addr: u64) -> &str {
-        let bin = self.bin;
-        self.cache.entry(addr).or_insert_with(|| {
-            bin.types()
-                .and_then(|r| r.read(addr).ok())
-                .map(|t| t.name)
-                .unwrap_or_else(|| format!("type@{addr:#x}"))
-        })
-    }
-}
-
 pub fn run(mut args: Args) -> Result<ExitCode> {
     args.live.stack = args.stack;
     // Symbolization needs the binary; open it once more here (cheap) for the event hook.
@@ -93,15 +76,12 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     let bin = GoBinary::open(&crate::target::exe_of(pid)?)?;
     args.live.pid = Some(pid);
     args.live.binary = None;
-    let mut names = TypeNames {
-        bin: &bin,
-        cache: Default::default(),
-    };
+    let mut names = Symbolizer::new(&bin);
     let started = Instant::now();
     let mut second = 0u64;
     let (mut shown_this_second, mut hidden) = (0u64, 0u64);
     let mut on_event = |ev: &crate::probe::events::WriteEvent, key: &crate::keys::Key| {
-        let map = names.name(ev.map_type).to_string();
+        let map = names.map_type(ev.map_type).to_string();
         if args
             .map_filter
             .as_ref()

@@ -11,10 +11,8 @@ pub const OTHER_STACKS: &str = "[other stacks]";
 pub const OTHER_KEYS: &str = "[other keys]";
 /// Root of a stack whose walk filled every frame: outer frames are missing.
 pub const TRUNCATED: &str = "[truncated stack]";
-/// A return address outside every Go function (e.g. C code, or a corrupt frame pointer).
-pub const UNKNOWN: &str = "[unknown]";
 
-/// One frame: the call instruction's function and source position. Inlined calls are shown as
+/// One frame: the call instruction's function (`?` outside every Go function) and source position. Inlined calls are shown as
 /// the function they were inlined into (the pclntab's inline tree is not read).
 #[derive(Clone, Debug)]
 pub struct Frame {
@@ -44,17 +42,12 @@ impl<'b> Symbolizer<'b> {
     pub fn frame(&mut self, ret: u64) -> &Frame {
         let bin = self.bin;
         self.frames.entry(ret).or_insert_with(|| {
-            let pc = ret.saturating_sub(1);
-            let line = bin.pclntab.source_line(pc);
+            let s = super::site_of(bin, ret);
             Frame {
-                function: bin
-                    .pclntab
-                    .func_at(pc)
-                    .map(|f| f.name.clone())
-                    .unwrap_or_else(|| UNKNOWN.into()),
-                file: line.as_ref().map(|l| l.file.clone()).unwrap_or_default(),
-                line: line.map(|l| l.line).unwrap_or(0),
-                pc,
+                function: s.function,
+                file: s.file,
+                line: s.line,
+                pc: ret.saturating_sub(1),
             }
         })
     }
