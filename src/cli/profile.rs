@@ -19,7 +19,7 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "FILE")]
     pub pprof: Option<PathBuf>,
     /// Write folded stacks for flame-graph tools to FILE, one line per stack and map type:
-    /// `runtime.main;main.main;main.save;map[string]int 1200` — functions root first, the map
+    /// `runtime.goexit;runtime.main;main.main;main.save;map[string]int 1200` — functions root first, the map
     /// type written as the leaf frame, then the observed writes. `[other stacks]` counts stacks
     /// beyond the live modes' memory bound, `[truncated stack]` roots stacks deeper than the
     /// capture. Turns on stack capture (extra cost per write).

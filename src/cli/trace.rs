@@ -112,7 +112,6 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
         shown_this_second += 1;
         let stack: Vec<Frame> = ev
             .caller_stack()
-            .into_iter()
             .map(|ret| {
                 let s = site_of(&bin, ret);
                 Frame {

@@ -19,12 +19,24 @@ pub const KEYS_PER_STACK: usize = 8;
 const MAX_OTHER_TYPES: usize = 1024;
 
 /// One stack: link-time return addresses, innermost (the writing function) first.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct StackId {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackId<'a> {
     pub map_type: u64,
-    pub frames: Vec<u64>,
+    pub frames: &'a [u64],
     /// The walk filled every frame: outer frames may be missing.
     pub truncated: bool,
+}
+
+/// How a stack is stored and looked up: `[map_type, truncated, frames…]`, so that a lookup
+/// needs no allocation (a reused buffer serves as the key).
+type Packed = Box<[u64]>;
+
+fn unpack(p: &[u64]) -> StackId<'_> {
+    StackId {
+        map_type: p[0],
+        truncated: p[1] != 0,
+        frames: &p[2..],
+    }
 }
 
 enum Keys {
@@ -37,11 +49,26 @@ struct Entry {
     keys: Keys,
 }
 
+impl Entry {
+    fn add(&mut self, key: &Key) {
+        self.writes += 1;
+        match &mut self.keys {
+            Keys::Exact(m) => match m.get_mut(key.id.as_slice()) {
+                Some(c) => c.1 += 1,
+                None => {
+                    m.insert(key.id.clone(), (key.text.clone(), 1));
+                }
+            },
+            Keys::Bounded(t) => t.add(&key.id, &key.text, key.truncated, 1.0),
+        }
+    }
+}
+
 /// A counted (stack, key) pair as the encoders see it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample<'a> {
     /// `None`: the `[other stacks]` entry of this map type.
-    pub stack: Option<&'a StackId>,
+    pub stack: Option<StackId<'a>>,
     pub map_type: u64,
     /// `None`: keys not named (`[other keys]`).
     pub key: Option<String>,
@@ -50,8 +77,9 @@ pub struct Sample<'a> {
 
 pub struct StackCounts {
     bounded: bool,
-    stacks: HashMap<StackId, Entry>,
+    stacks: HashMap<Packed, Entry>,
     other_stacks: HashMap<u64, u64>,
+    scratch: Vec<u64>,
     pub events: u64,
 }
 
@@ -71,18 +99,22 @@ impl StackCounts {
             bounded,
             stacks: HashMap::new(),
             other_stacks: HashMap::new(),
+            scratch: Vec::new(),
             events: 0,
         }
     }
 
     pub fn add(&mut self, ev: &WriteEvent, key: &Key) {
         self.events += 1;
-        let id = StackId {
-            map_type: ev.map_type,
-            frames: ev.caller_stack(),
-            truncated: ev.stack_truncated(),
-        };
-        if self.bounded && self.stacks.len() >= MAX_STACKS && !self.stacks.contains_key(&id) {
+        self.scratch.clear();
+        self.scratch
+            .extend([ev.map_type, u64::from(ev.stack_truncated())]);
+        self.scratch.extend(ev.caller_stack());
+        if let Some(e) = self.stacks.get_mut(self.scratch.as_slice()) {
+            e.add(key);
+            return;
+        }
+        if self.bounded && self.stacks.len() >= MAX_STACKS {
             let ty = if self.other_stacks.len() < MAX_OTHER_TYPES
                 || self.other_stacks.contains_key(&ev.map_type)
             {
@@ -93,24 +125,15 @@ impl StackCounts {
             *self.other_stacks.entry(ty).or_default() += 1;
             return;
         }
-        let bounded = self.bounded;
-        let e = self.stacks.entry(id).or_insert_with(|| Entry {
-            writes: 0,
-            keys: if bounded {
-                Keys::Bounded(Box::new(TopK::new(KEYS_PER_STACK)))
-            } else {
-                Keys::Exact(HashMap::new())
-            },
-        });
-        e.writes += 1;
-        match &mut e.keys {
-            Keys::Exact(m) => {
-                m.entry(key.id.clone())
-                    .or_insert_with(|| (key.text.clone(), 0))
-                    .1 += 1
-            }
-            Keys::Bounded(t) => t.add(&key.id, &key.text, key.truncated, 1.0),
-        }
+        let keys = if self.bounded {
+            Keys::Bounded(Box::new(TopK::new(KEYS_PER_STACK)))
+        } else {
+            Keys::Exact(HashMap::new())
+        };
+        self.stacks
+            .entry(self.scratch.as_slice().into())
+            .or_insert(Entry { writes: 0, keys })
+            .add(key);
     }
 
     /// Every count, keys by writes (descending) within a stack; at most `keys_per_stack` keys
@@ -118,7 +141,8 @@ impl StackCounts {
     /// writes add up to `events`.
     pub fn samples(&self, keys_per_stack: usize) -> Vec<Sample<'_>> {
         let mut out = Vec::new();
-        for (id, e) in &self.stacks {
+        for (packed, e) in &self.stacks {
+            let id = unpack(packed);
             let mut named: Vec<(String, u64)> = match &e.keys {
                 Keys::Exact(m) => m.values().map(|(t, n)| (t.clone(), *n)).collect(),
                 // The guaranteed part of a SpaceSaving count (count − error) is a lower bound of
@@ -164,11 +188,11 @@ impl StackCounts {
     }
 
     /// Writes per (stack, map type), keys not told apart; `None` = `[other stacks]`.
-    pub fn per_stack(&self) -> Vec<(Option<&StackId>, u64, u64)> {
-        let mut out: Vec<(Option<&StackId>, u64, u64)> = self
+    pub fn per_stack(&self) -> Vec<(Option<StackId<'_>>, u64, u64)> {
+        let mut out: Vec<(Option<StackId<'_>>, u64, u64)> = self
             .stacks
             .iter()
-            .map(|(id, e)| (Some(id), id.map_type, e.writes))
+            .map(|(p, e)| (Some(unpack(p)), p[0], e.writes))
             .collect();
         out.extend(self.other_stacks.iter().map(|(ty, n)| (None, *ty, *n)));
         out

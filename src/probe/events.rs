@@ -131,13 +131,11 @@ impl WriteEvent {
     /// (frame 0). Kernels that recognise a probe at a function's entry (`push rbp`) put the direct
     /// caller ([RSP]) in frame 1 themselves; older ones (and `sub rsp` prologues) skip it, so
     /// `site` is added only when it is missing. Empty without stack capture.
-    pub fn caller_stack(&self) -> Vec<u64> {
-        if self.stack.is_empty() {
-            return Vec::new();
-        }
+    pub fn caller_stack(&self) -> impl Iterator<Item = u64> + '_ {
         let walk = self.stack.get(1..).unwrap_or(&[]);
-        let caller = (walk.first() != Some(&self.site)).then_some(self.site);
-        caller.into_iter().chain(walk.iter().copied()).collect()
+        let caller =
+            (!self.stack.is_empty() && walk.first() != Some(&self.site)).then_some(self.site);
+        caller.into_iter().chain(walk.iter().copied())
     }
 
     /// Whether the walk filled every frame: the outermost frames may be missing.

@@ -62,7 +62,7 @@ pub fn encode(bin: &GoBinary, counts: &StackCounts, meta: &Meta) -> Vec<u8> {
         let mut locations = Vec::new();
         match s.stack {
             Some(id) => {
-                for &ret in &id.frames {
+                for &ret in id.frames {
                     let f = sym.frame(ret).clone();
                     locations.push(p.location(f.pc, &f.function, &f.file, f.line));
                 }
