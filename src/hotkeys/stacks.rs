@@ -10,7 +10,7 @@ use crate::keys::Key;
 use crate::probe::events::WriteEvent;
 
 /// Distinct (stack, map type) entries tracked in bounded mode.
-pub const MAX_STACKS: usize = 2048;
+pub const MAX_STACKS: usize = 1024;
 /// Keys tracked per stack in bounded mode.
 pub const KEYS_PER_STACK: usize = 8;
 /// Map types with their own `[other stacks]` count in bounded mode (type addresses come from
@@ -265,6 +265,18 @@ mod tests {
             .sum();
         assert_eq!(other, 500 * (KEYS_PER_STACK as u64 + 3));
         assert!(s.iter().any(|s| s.stack.is_some() && s.key.is_none()));
+    }
+
+    #[test]
+    fn bounded_mode_memory_bound_is_small() {
+        let bound = StackCounts::memory_bound_bytes(256);
+        eprintln!(
+            "stack counts bound: {} bytes (64-byte keys), {bound} (256-byte keys)",
+            StackCounts::memory_bound_bytes(64)
+        );
+        let bound64 = StackCounts::memory_bound_bytes(64);
+        assert!(bound64 < 24 << 20, "{bound64} bytes for 64-byte keys");
+        assert!(bound < 32 << 20, "{bound} bytes for 256-byte keys");
     }
 
     #[test]
