@@ -1,6 +1,6 @@
 //! `--pprof` and `--folded` (root, real probes): `run` traces the `keys` program (which counts
-//! its own writes per writing function) built plain, stripped and PIE by Go 1.21 (classic maps)
-//! and 1.26 (Swiss maps); `go tool pprof -top` of the profile shows each writing function's
+//! its own writes per writing function) built plain, stripped and PIE by Go 1.19 and 1.21 (classic
+//! maps) and 1.26 (Swiss maps); `go tool pprof -top` of the profile shows each writing function's
 //! writes equal to the program's own counts, the folded stacks add up to the same counts with
 //! frames root first, `-tags` shows the map type and key labels (hashes with `--redact`), and
 //! `top` in budget mode writes a profile with estimated writes and folded stacks that agree.
@@ -16,8 +16,9 @@ use ebpf_map_trace::hotkeys::stacks;
 use common::{go_tool, newest_toolchain, parse_keys, run_output, toolchain, KeysRun, Variant};
 
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
-/// One classic-map and one Swiss-map toolchain.
-const VERSIONS: [&str; 2] = ["1.21.13", "1.26.6"];
+/// Classic maps with a `sub rsp` prologue (1.19: the probe's frame walk misses the direct
+/// caller), classic maps with `push rbp` (1.21), Swiss maps (1.26).
+const VERSIONS: [&str; 3] = ["1.19", "1.21.13", "1.26.6"];
 /// Writes per scenario of `keys`: enough for distinct counts, quick to trace.
 const WRITES: &str = "3000";
 
@@ -300,7 +301,11 @@ fn pprof_tags_show_map_types_and_keys_or_their_hashes() {
 
     // --redact: the key label is the key's hash, never its text.
     let dir = scratch("redact");
-    let bin = common::build("keys", &toolchain(VERSIONS[1]), Variant::Plain);
+    let bin = common::build(
+        "keys",
+        &toolchain(VERSIONS[VERSIONS.len() - 1]),
+        Variant::Plain,
+    );
     let r = trace_keys(&bin, &dir, &["--redact"]);
     let text = pprof(&["-tags"], &r.pprof);
     let keys = tags(&text).remove("key").unwrap_or_default();
