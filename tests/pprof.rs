@@ -136,7 +136,7 @@ fn pprof(args: &[&str], file: &Path) -> String {
     go_tool(&newest_toolchain(), &all)
 }
 
-/// `-top` rows: function → (flat, cum).
+/// `-top` rows: function → (flat, cum), inlined and not added together.
 fn top_rows(text: &str) -> BTreeMap<String, (u64, u64)> {
     let mut rows = BTreeMap::new();
     let mut in_table = false;
@@ -154,7 +154,13 @@ fn top_rows(text: &str) -> BTreeMap<String, (u64, u64)> {
             s.parse()
                 .unwrap_or_else(|_| panic!("not a count: {s:?} in {line:?}"))
         };
-        rows.insert(cols[5..].join(" "), (num(cols[0]), num(cols[3])));
+        // pprof marks a function seen only inlined with " (inline)".
+        let name = cols[5..].join(" ");
+        let name = name.strip_suffix(" (inline)").unwrap_or(&name).to_string();
+        let (flat, cum) = (num(cols[0]), num(cols[3]));
+        let row = rows.entry(name).or_insert((0, 0));
+        row.0 += flat;
+        row.1 += cum;
     }
     rows
 }
@@ -440,4 +446,82 @@ fn has_bpf_link(pid: u32) -> bool {
                 .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| s.contains("link_id:")))
         })
         .unwrap_or(false)
+}
+
+/// Writes made from an inlined method appear under that method, inside the functions it was
+/// inlined into (Go 1.18–1.26: Go 1.27 moved the inline trees, see README).
+#[test]
+fn inlined_writers_are_frames_of_their_own() {
+    require_root();
+    let dir = scratch("inlined");
+    let builds = [
+        ("1.19", Variant::Plain),
+        ("1.21.13", Variant::Plain),
+        ("1.26.6", Variant::Plain),
+        ("1.26.6", Variant::Stripped),
+        ("1.26.6", Variant::Pie),
+    ];
+    for (v, variant) in builds {
+        let bin = common::build("inlined", &toolchain(v), variant);
+        let what = format!("inlined go{v} {}", variant.name());
+        let (pprof_file, folded_file) = (dir.join("p.pb.gz"), dir.join("f.folded"));
+        let out = run_output(
+            Path::new(TRACER),
+            &[
+                "run",
+                "--pprof",
+                pprof_file.to_str().unwrap(),
+                "--folded",
+                folded_file.to_str().unwrap(),
+                "--",
+                bin.to_str().unwrap(),
+                "-n",
+                "3000",
+            ],
+            common::RUN_TIMEOUT,
+        );
+        assert!(out.status.success(), "{what}: {}", out.stderr);
+        let done = common::json_lines(&out.stdout).pop().expect("a done line");
+        let (via_loop, via_direct) = (
+            done["loop"].as_u64().unwrap(),
+            done["direct"].as_u64().unwrap(),
+        );
+        let folded = std::fs::read_to_string(&folded_file).unwrap();
+        let count = |chain: &[&str]| -> u64 {
+            folded_lines(&folded)
+                .iter()
+                .filter(|(f, _)| f.ends_with(chain))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let touch = "main.(*Store).touch";
+        assert_eq!(
+            count(&[
+                "main.main",
+                "main.loop",
+                "main.record",
+                touch,
+                "map[string]int"
+            ]),
+            via_loop,
+            "{what}: folded:\n{folded}"
+        );
+        assert_eq!(
+            count(&["main.main", "main.direct", touch, "map[string]int"]),
+            via_direct,
+            "{what}: folded:\n{folded}"
+        );
+        let text = pprof(&["-top", "-nodefraction=0"], &pprof_file);
+        let rows = top_rows(&text);
+        assert_eq!(
+            rows.get(touch).map(|r| r.0),
+            Some(via_loop + via_direct),
+            "{what}: {touch} flat in:\n{text}"
+        );
+        assert_eq!(
+            rows.get("main.record").map(|r| r.1),
+            Some(via_loop),
+            "{what}: main.record cum in:\n{text}"
+        );
+    }
 }

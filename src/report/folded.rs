@@ -1,6 +1,6 @@
 //! `--folded FILE`: folded stacks for flame-graph tools (flamegraph.pl, inferno, speedscope):
 //! one line per (goroutine stack, map type), `root;…;writer;MAPTYPE COUNT`. Frames are function
-//! names, root first; the leaf is the map type written (e.g. `map[string]int`), so the flame
+//! names, root first, inlined calls included; the leaf is the map type written (e.g. `map[string]int`), so the flame
 //! graph's top row shows which map each writer fills. `[truncated stack]` is the root of stacks
 //! deeper than the capture, `[other stacks]` stands for stacks not tracked (bounded live mode).
 //! Counts are observed writes (in budget mode the proportions, not the totals, are meaningful).
@@ -27,7 +27,8 @@ pub fn render(bin: &GoBinary, counts: &StackCounts) -> String {
                     frames.push(TRUNCATED.into());
                 }
                 for &ret in id.frames.iter().rev() {
-                    frames.push(clean(&sym.frame(ret).function));
+                    let call = sym.call(ret);
+                    frames.extend(call.frames.iter().rev().map(|f| clean(&f.function)));
                 }
             }
             None => frames.push(OTHER_STACKS.into()),

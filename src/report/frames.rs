@@ -12,20 +12,26 @@ pub const OTHER_KEYS: &str = "[other keys]";
 /// Root of a stack whose walk filled every frame: outer frames are missing.
 pub const TRUNCATED: &str = "[truncated stack]";
 
-/// One frame: the call instruction's function (`?` outside every Go function) and source position. Inlined calls are shown as
-/// the function they were inlined into (the pclntab's inline tree is not read).
+/// One frame: a function (`?` outside every Go function) and the source position in it.
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub function: String,
     pub file: String,
     pub line: u32,
+}
+
+/// A return address's call instruction: the frames it stands for, innermost first (calls
+/// inlined into the function that holds it, then that function).
+#[derive(Clone, Debug)]
+pub struct Call {
     /// Link-time address inside the call instruction (return address − 1).
     pub pc: u64,
+    pub frames: Vec<Frame>,
 }
 
 pub struct Symbolizer<'b> {
     bin: &'b GoBinary,
-    frames: HashMap<u64, Frame>,
+    calls: HashMap<u64, Call>,
     types: HashMap<u64, String>,
 }
 
@@ -33,22 +39,34 @@ impl<'b> Symbolizer<'b> {
     pub fn new(bin: &'b GoBinary) -> Self {
         Symbolizer {
             bin,
-            frames: HashMap::new(),
+            calls: HashMap::new(),
             types: HashMap::new(),
         }
     }
 
-    /// The frame of a return address.
-    pub fn frame(&mut self, ret: u64) -> &Frame {
+    /// The call a return address returns from.
+    pub fn call(&mut self, ret: u64) -> &Call {
         let bin = self.bin;
-        self.frames.entry(ret).or_insert_with(|| {
-            let s = super::site_of(bin, ret);
-            Frame {
-                function: s.function,
-                file: s.file,
-                line: s.line,
-                pc: ret.saturating_sub(1),
+        self.calls.entry(ret).or_insert_with(|| {
+            let pc = ret.saturating_sub(1);
+            let mut frames: Vec<Frame> = bin
+                .frames_at(pc)
+                .into_iter()
+                .map(|f| Frame {
+                    function: f.function,
+                    file: f.file,
+                    line: f.line,
+                })
+                .collect();
+            if frames.is_empty() {
+                let s = super::site_of(bin, ret);
+                frames.push(Frame {
+                    function: s.function,
+                    file: s.file,
+                    line: s.line,
+                });
             }
+            Call { pc, frames }
         })
     }
 

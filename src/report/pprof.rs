@@ -5,7 +5,7 @@
 //! prints it, its hash with `--redact`, or `[other keys]`). The leaf location is the function
 //! that wrote (the caller of `runtime.mapassign*`), so `-top` shows writes per writing function as
 //! `flat`; `-tagleaf=map` adds the map type as a leaf frame. Locations are symbolized from the
-//! pclntab (function, file, line; inlined calls show as their outer function).
+//! pclntab (function, file, line), inlined calls as extra lines of a location (Go 1.18–1.26).
 //!
 //! The protobuf encoder is written by hand: profile.proto needs only varints and
 //! length-delimited fields (about 60 lines here), which does not justify `prost` plus a build
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::frames::{Symbolizer, OTHER_KEYS, OTHER_STACKS, TRUNCATED};
+use super::frames::{Frame, Symbolizer, OTHER_KEYS, OTHER_STACKS, TRUNCATED};
 use crate::gobin::GoBinary;
 use crate::hotkeys::stacks::StackCounts;
 
@@ -63,14 +63,14 @@ pub fn encode(bin: &GoBinary, counts: &StackCounts, meta: &Meta) -> Vec<u8> {
         match s.stack {
             Some(id) => {
                 for &ret in id.frames {
-                    let f = sym.frame(ret).clone();
-                    locations.push(p.location(f.pc, &f.function, &f.file, f.line));
+                    let call = sym.call(ret);
+                    locations.push(p.location(call.pc, &call.frames));
                 }
                 if id.truncated || id.frames.is_empty() {
-                    locations.push(p.location(0, TRUNCATED, "", 0));
+                    locations.push(p.pseudo_location(TRUNCATED));
                 }
             }
-            None => locations.push(p.location(0, OTHER_STACKS, "", 0)),
+            None => locations.push(p.pseudo_location(OTHER_STACKS)),
         }
         let map = p.strings.index(sym.map_type(s.map_type));
         let key = match &s.key {
@@ -98,8 +98,8 @@ pub fn encode(bin: &GoBinary, counts: &StackCounts, meta: &Meta) -> Vec<u8> {
         head.message(1, t);
     }
     head.bytes.extend_from_slice(&out.bytes);
-    // One mapping: the Go binary, with functions, files and lines already resolved, so pprof
-    // does not try to symbolize again.
+    // One mapping: the Go binary, with functions, files, lines and inlined frames already
+    // resolved, so pprof does not try to symbolize again.
     let (lo, hi) = p.pc_range.unwrap_or((0, 0));
     let mut mapping = Pb::default();
     mapping.varint(1, 1);
@@ -198,35 +198,46 @@ impl Builder {
         id
     }
 
-    /// A location; `pc` 0 is a pseudo frame named `function`, outside the mapping.
-    fn location(&mut self, pc: u64, function: &str, file: &str, line: u32) -> u64 {
-        let key = (
-            pc,
-            if pc == 0 {
-                function.to_owned()
-            } else {
-                String::new()
-            },
-        );
+    /// The location of a call instruction: one line per frame, innermost (inlined) first, as
+    /// profile.proto orders them.
+    fn location(&mut self, pc: u64, frames: &[Frame]) -> u64 {
+        let key = (pc, String::new());
         if let Some(&id) = self.location_ids.get(&key) {
             return id;
         }
+        self.pc_range = Some(match self.pc_range {
+            Some((lo, hi)) => (lo.min(pc), hi.max(pc)),
+            None => (pc, pc),
+        });
+        let lines: Vec<(u64, u32)> = frames
+            .iter()
+            .map(|f| (self.function(&f.function, &f.file), f.line))
+            .collect();
+        self.add_location(key, 1, &lines)
+    }
+
+    /// A pseudo frame named `name` (no address, no mapping).
+    fn pseudo_location(&mut self, name: &str) -> u64 {
+        let key = (0, name.to_owned());
+        if let Some(&id) = self.location_ids.get(&key) {
+            return id;
+        }
+        let func = self.function(name, "");
+        self.add_location(key, 0, &[(func, 0)])
+    }
+
+    fn add_location(&mut self, key: (u64, String), mapping: u64, lines: &[(u64, u32)]) -> u64 {
         let id = self.locations.len() as u64 + 1;
-        let func = self.function(function, file);
         let mut l = Pb::default();
         l.varint(1, id);
-        if pc != 0 {
-            l.varint(2, 1);
-            l.varint(3, pc);
-            self.pc_range = Some(match self.pc_range {
-                Some((lo, hi)) => (lo.min(pc), hi.max(pc)),
-                None => (pc, pc),
-            });
+        l.varint(2, mapping);
+        l.varint(3, key.0);
+        for &(func, line) in lines {
+            let mut ln = Pb::default();
+            ln.varint(1, func);
+            ln.varint(2, u64::from(line));
+            l.message(4, &ln);
         }
-        let mut ln = Pb::default();
-        ln.varint(1, func);
-        ln.varint(2, u64::from(line));
-        l.message(4, &ln);
         self.locations.push(l);
         self.location_ids.insert(key, id);
         id
