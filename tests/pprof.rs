@@ -449,7 +449,7 @@ fn has_bpf_link(pid: u32) -> bool {
 }
 
 /// Writes made from an inlined method appear under that method, inside the functions it was
-/// inlined into (Go 1.18–1.26: Go 1.27 moved the inline trees, see README).
+/// inlined into, on every Go version whose inline trees are read (1.18–1.27).
 #[test]
 fn inlined_writers_are_frames_of_their_own() {
     require_root();
@@ -460,6 +460,8 @@ fn inlined_writers_are_frames_of_their_own() {
         ("1.26.6", Variant::Plain),
         ("1.26.6", Variant::Stripped),
         ("1.26.6", Variant::Pie),
+        ("1.27.3", Variant::Plain),
+        ("1.27.3", Variant::Stripped),
     ];
     for (v, variant) in builds {
         let bin = common::build("inlined", &toolchain(v), variant);

@@ -1,6 +1,6 @@
 //! Inlined calls: the frames a PC stands for, innermost first, from the function's inline tree
 //! (funcdata 3, entries in `go:func.*`) and its inline-index pc-data table (2), the way the Go
-//! runtime's own unwinder expands them. Go 1.18–1.26; elsewhere (or without the tree) a PC is
+//! runtime's own unwinder expands them. Go 1.18–1.27; elsewhere (or without the tree) a PC is
 //! its outer function alone.
 use super::GoBinary;
 

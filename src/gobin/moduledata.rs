@@ -25,7 +25,7 @@ pub struct ModuleData {
     /// Base of type data: a type's name offset is relative to this.
     pub types: u64,
     /// Base of function data (`go:func.*`): funcdata offsets such as the inline tree's are
-    /// relative to this. Known for Go 1.18–1.26 (checked against the symbol), `None` otherwise.
+    /// relative to this. Known for Go 1.18–1.27 (checked against the symbol), `None` otherwise.
     pub gofunc: Option<u64>,
     pub found_by: FoundBy,
 }
@@ -51,9 +51,11 @@ pub fn find(elf: &ElfImage, pclntab_addr: u64, go_minor: u32) -> Option<ModuleDa
         .into_iter()
         .find_map(|(addr, by)| read(elf, addr, pclntab_addr, types_off, by))
         .or_else(|| scan(elf, pclntab_addr, types_off))?;
-    // `gofunc` follows `types`, `etypes` and `rodata`; Go 1.27 changed this part of the layout.
+    // `gofunc` follows `types`, `etypes` and `rodata` up to Go 1.26; Go 1.27 put more fields
+    // between them (and `go:func.*` inside .gopclntab). Checked against the symbol on each.
     let gofunc_off = match go_minor {
         18..=26 => Some(types_off + 24),
+        27 => Some(types_off + 48),
         _ => None,
     };
     let gofunc = gofunc_off

@@ -5,7 +5,7 @@
 //! prints it, its hash with `--redact`, or `[other keys]`). The leaf location is the function
 //! that wrote (the caller of `runtime.mapassign*`), so `-top` shows writes per writing function as
 //! `flat`; `-tagleaf=map` adds the map type as a leaf frame. Locations are symbolized from the
-//! pclntab (function, file, line), inlined calls as extra lines of a location (Go 1.18–1.26).
+//! pclntab (function, file, line), inlined calls as extra lines of a location (Go 1.18–1.27).
 //!
 //! The protobuf encoder is written by hand: profile.proto needs only varints and
 //! length-delimited fields (about 60 lines here), which does not justify `prost` plus a build
