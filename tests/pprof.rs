@@ -527,3 +527,24 @@ fn inlined_writers_are_frames_of_their_own() {
         );
     }
 }
+
+/// The inline trees' base (`moduledata.gofunc`, read by field offset so that stripped binaries
+/// work) is the `go:func.*` symbol on every toolchain of the matrix. No root needed.
+#[test]
+fn gofunc_base_is_the_go_func_symbol_on_every_toolchain() {
+    for tc in common::toolchains() {
+        let bin = common::build("keys", &tc, Variant::Plain);
+        let go = ebpf_map_trace::gobin::GoBinary::open(&bin).unwrap();
+        let symbol = go
+            .elf
+            .symbol("go:func.*")
+            .or_else(|| go.elf.symbol("go.func.*"));
+        assert!(symbol.is_some(), "go{}: no go:func.* symbol", tc.version);
+        assert_eq!(
+            go.moduledata.and_then(|m| m.gofunc),
+            symbol,
+            "go{}: moduledata.gofunc",
+            tc.version
+        );
+    }
+}
