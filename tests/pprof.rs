@@ -31,12 +31,10 @@ fn require_root() {
     );
 }
 
-/// A scratch directory for this test binary's files, emptied at start.
+/// A scratch directory under `target/` (next to the built Go programs), emptied first, so runs
+/// leave nothing behind in /tmp.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ebpf-map-trace-pprof-test-{}-{name}",
-        std::process::id()
-    ));
+    let dir = common::gotest_dir().with_file_name("pprof-test").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
