@@ -2,6 +2,7 @@
 mod fleet;
 mod inspect;
 pub(crate) mod live;
+mod profile;
 mod run;
 mod serve;
 mod signals;

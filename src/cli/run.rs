@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::profile::ProfileArgs;
 use super::signals::{install_signal_handlers, stop_requested};
 use crate::gobin::GoBinary;
 use crate::hotkeys::exact::ExactCounts;
+use crate::hotkeys::stacks::StackCounts;
 use crate::internals::GrowthMatcher;
 use crate::keys::{plans_for_binary, Decoders};
 use crate::probe::events::Record;
@@ -46,6 +48,8 @@ pub struct Args {
     /// Also write the report as JSON (schema ebpf-map-trace/report/v1) to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    profile: ProfileArgs,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -57,6 +61,8 @@ struct Intake {
     counts: ExactCounts,
     decoders: Decoders,
     growth: GrowthMatcher,
+    /// Per goroutine stack, with --pprof/--folded.
+    stacks: Option<StackCounts>,
 }
 
 enum Target {
@@ -65,6 +71,7 @@ enum Target {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    args.profile.check_writable()?;
     let (exe, mut target) = match (args.pid, args.command.first()) {
         (Some(pid), _) => (crate::target::exe_of(pid)?, Target::Running(pid)),
         (None, Some(cmd)) => {
@@ -91,7 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &Config {
             pid,
             key_bytes: args.key_bytes,
-            stack: false,
+            stack: args.profile.wanted(),
             timestamps: false,
             goroutine_ids: false,
         },
@@ -99,7 +106,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     )?;
     install_signal_handlers();
 
-    let state = RefCell::new(Intake::default());
+    let state = RefCell::new(Intake {
+        stacks: args.profile.wanted().then(StackCounts::exact),
+        ..Default::default()
+    });
     let mut builder = libbpf_rs::RingBufferBuilder::new();
     builder
         .add(&session.skel.maps.events, |data: &[u8]| {
@@ -112,9 +122,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         counts,
                         decoders,
                         growth,
+                        stacks,
                     } = &mut *st;
                     let key = decoders.decode(&ev, types.as_ref());
                     growth.on_write(&ev, &key.text);
+                    if let Some(s) = stacks {
+                        s.add(&ev, &key);
+                    }
                     counts.add(&ev, key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
                 }
                 None => {}
@@ -125,6 +139,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let ring = builder.build().context("setting up the ring buffer")?;
 
     let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
     if let Target::Child(c) = &mut target {
         c.release()?;
     }
@@ -162,8 +177,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let Intake {
         mut counts,
         mut growth,
+        stacks,
         ..
     } = state.into_inner();
+    if let Some(stacks) = &stacks {
+        args.profile.write(
+            &bin,
+            stacks,
+            &crate::report::pprof::Meta {
+                binary: exe.display().to_string(),
+                coverage: None,
+                start: started_wall,
+                duration: Duration::from_secs_f64(elapsed),
+                redact: args.redact,
+            },
+        )?;
+    }
     growth.finish();
     counts.add_growth(growth.resolved);
     let rep = report::build(

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::live::{run_live, LiveArgs};
+use super::live::{run_live, LiveArgs, Mode, OnEvent};
+use super::profile::ProfileArgs;
+use crate::hotkeys::stacks::StackCounts;
 use crate::report::table;
 
 #[derive(clap::Args)]
@@ -26,15 +28,46 @@ pub struct Args {
     /// Print snapshots as JSON lines (schema ebpf-map-trace/report/v1) instead of the UI.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    profile: ProfileArgs,
 }
 
 pub fn run(mut args: Args) -> Result<ExitCode> {
     if args.once && args.live.duration.is_none() {
         args.live.duration = Some(5.0);
     }
+    if !args.profile.wanted() {
+        return show(&args, &mut |_, _| {}, &mut 1.0);
+    }
+    // Stacks per write, bounded; written when top ends (symbolized from the binary, opened here).
+    args.profile.check_writable()?;
+    let pid = super::live::resolve_pid(args.live.pid, args.live.binary.as_deref())?;
+    let exe = crate::target::exe_of(pid)?;
+    let bin = crate::gobin::GoBinary::open(&exe)?;
+    args.live.pid = Some(pid);
+    args.live.binary = None;
+    args.live.stack = true;
+    let mut stacks = StackCounts::bounded();
+    let (start, started) = (std::time::SystemTime::now(), std::time::Instant::now());
+    let mut coverage = 1.0;
+    let code = show(&args, &mut |ev, key| stacks.add(ev, key), &mut coverage)?;
+    let meta = crate::report::pprof::Meta {
+        binary: exe.display().to_string(),
+        coverage: (args.live.mode == Mode::Budget).then_some(coverage),
+        start,
+        duration: started.elapsed(),
+        redact: args.live.redact,
+    };
+    args.profile.write(&bin, &stacks, &meta)?;
+    Ok(code)
+}
+
+/// The view itself; `coverage` is left at the last snapshot's.
+fn show(args: &Args, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<ExitCode> {
     if args.once || args.json {
         let mut last = None;
-        run_live(&args.live, &mut |_, _| {}, &mut |_| {}, &mut |r| {
+        run_live(&args.live, on_event, &mut |_| {}, &mut |r| {
+            *coverage = r.report.coverage;
             if args.json && !args.once {
                 println!("{}", serde_json::to_string(&r.report)?);
             }
@@ -55,5 +88,5 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    super::top_ui_driver::run(&args.live)
+    super::top_ui_driver::run(&args.live, on_event, coverage)
 }

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::live::{run_live, LiveArgs};
+use super::live::{run_live, LiveArgs, OnEvent};
 use super::signals::{request_stop, stop_requested};
 use super::top_ui::{self, Snapshot};
 
 const LOOP_ENDED: &str = "tracing stopped";
 
-pub fn run(args: &LiveArgs) -> Result<ExitCode> {
+/// `on_event` sees every write (for --pprof/--folded); `coverage` is left at the last refresh's.
+pub fn run(args: &LiveArgs, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<ExitCode> {
     let mailbox: Arc<Mutex<Option<Snapshot>>> = Arc::new(Mutex::new(None));
     let loop_ended = Arc::new(AtomicBool::new(false));
     let refresh = Duration::from_secs_f64(args.refresh.max(0.05));
@@ -38,7 +39,8 @@ pub fn run(args: &LiveArgs) -> Result<ExitCode> {
             result
         })
     };
-    let live_result = run_live(args, &mut |_, _| {}, &mut |_| {}, &mut |r| {
+    let live_result = run_live(args, on_event, &mut |_| {}, &mut |r| {
+        *coverage = r.report.coverage;
         let key_rates = r
             .report
             .maps

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::live::{run_live, LiveArgs};
 use crate::gobin::GoBinary;
 use crate::internals::Growth;
+use crate::report::frames::Symbolizer;
 use crate::report::site_of;
 
 #[derive(clap::Args)]
@@ -68,24 +69,6 @@ struct WriteLine<'a> {
     stack: Vec<Frame>,
 }
 
-/// Names of map types, cached per descriptor address.
-struct TypeNames<'b> {
-    bin: &'b GoBinary,
-    cache: std::collections::HashMap<u64, String>,
-}
-
-impl TypeNames<'_> {
-    fn name(&mut self, addr: u64) -> &str {
-        let bin = self.bin;
-        self.cache.entry(addr).or_insert_with(|| {
-            bin.types()
-                .and_then(|r| r.read(addr).ok())
-                .map(|t| t.name)
-                .unwrap_or_else(|| format!("type@{addr:#x}"))
-        })
-    }
-}
-
 pub fn run(mut args: Args) -> Result<ExitCode> {
     args.live.stack = args.stack;
     args.live.goroutine_ids = true;
@@ -94,15 +77,12 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     let bin = GoBinary::open(&crate::target::exe_of(pid)?)?;
     args.live.pid = Some(pid);
     args.live.binary = None;
-    let mut names = TypeNames {
-        bin: &bin,
-        cache: Default::default(),
-    };
+    let mut names = Symbolizer::new(&bin);
     let started = Instant::now();
     let mut second = 0u64;
     let (mut shown_this_second, mut hidden) = (0u64, 0u64);
     let mut on_event = |ev: &crate::probe::events::WriteEvent, key: &crate::keys::Key| {
-        let map = names.name(ev.map_type).to_string();
+        let map = names.map_type(ev.map_type).to_string();
         if args
             .map_filter
             .as_ref()
@@ -131,27 +111,17 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             return;
         }
         shown_this_second += 1;
-        let stack: Vec<Frame> = if args.stack {
-            // The walk past the map function (frame 0). Kernels that recognise a probe at a
-            // function's entry (`push rbp`) put the direct caller ([RSP]) in frame 1 themselves;
-            // older ones skip it, so add `site` when it is missing.
-            let walk = ev.stack.get(1..).unwrap_or(&[]);
-            let caller = (walk.first() != Some(&ev.site)).then_some(ev.site);
-            caller
-                .into_iter()
-                .chain(walk.iter().copied())
-                .map(|ret| {
-                    let s = site_of(&bin, ret);
-                    Frame {
-                        function: s.function,
-                        file: s.file,
-                        line: s.line,
-                    }
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let stack: Vec<Frame> = ev
+            .caller_stack()
+            .map(|ret| {
+                let s = site_of(&bin, ret);
+                Frame {
+                    function: s.function,
+                    file: s.file,
+                    line: s.line,
+                }
+            })
+            .collect();
         let line = WriteLine {
             event: "write",
             t_s: t,

@@ -6,6 +6,7 @@ pub mod bytes;
 pub mod elf;
 pub mod error;
 pub mod goid;
+pub mod inline;
 pub mod moduledata;
 pub mod pclntab;
 pub mod probes;

@@ -24,6 +24,9 @@ pub struct ModuleData {
     pub etext: u64,
     /// Base of type data: a type's name offset is relative to this.
     pub types: u64,
+    /// Base of function data (`go:func.*`): funcdata offsets such as the inline tree's are
+    /// relative to this. Known for Go 1.18–1.27 (checked against the symbol), `None` otherwise.
+    pub gofunc: Option<u64>,
     pub found_by: FoundBy,
 }
 
@@ -44,12 +47,21 @@ pub fn find(elf: &ElfImage, pclntab_addr: u64, go_minor: u32) -> Option<ModuleDa
     } else {
         TYPES_OFFSET_GO118
     };
-    for (addr, by) in candidates() {
-        if let Some(md) = read(elf, addr, pclntab_addr, types_off, by) {
-            return Some(md);
-        }
-    }
-    scan(elf, pclntab_addr, types_off)
+    let found = candidates()
+        .into_iter()
+        .find_map(|(addr, by)| read(elf, addr, pclntab_addr, types_off, by))
+        .or_else(|| scan(elf, pclntab_addr, types_off))?;
+    // `gofunc` follows `types`, `etypes` and `rodata` up to Go 1.26; Go 1.27 put more fields
+    // between them (and `go:func.*` inside .gopclntab). Checked against the symbol on each.
+    let gofunc_off = match go_minor {
+        18..=26 => Some(types_off + 24),
+        27 => Some(types_off + 48),
+        _ => None,
+    };
+    let gofunc = gofunc_off
+        .and_then(|off| elf.u64_at(found.addr + off))
+        .filter(|&a| elf.bytes_at(a, 1).is_some());
+    Some(ModuleData { gofunc, ..found })
 }
 
 fn read(
@@ -77,6 +89,7 @@ fn read(
         text,
         etext,
         types,
+        gofunc: None,
         found_by: by,
     })
 }

@@ -241,6 +241,51 @@ impl Pclntab {
         })
     }
 
+    /// Value of the function's pc-data table number `table` at `pc` (Go 1.18+ tables; e.g. 2,
+    /// the inline tree index: −1 where no call is inlined).
+    pub fn pcdata(&self, f: &Func, table: u32, pc: u64) -> Option<i64> {
+        let (npcdata, start) = self.pcdata_layout(f)?;
+        if table >= npcdata {
+            return None;
+        }
+        let off = u32_at(&self.data, start.checked_add(4 * table as usize)?)?;
+        self.pc_value(off, f.entry, pc)
+    }
+
+    /// Offset of the function's funcdata number `index` from `moduledata.gofunc` (Go 1.18+;
+    /// e.g. 3, the inline tree), if it has one.
+    pub fn funcdata_offset(&self, f: &Func, index: u8) -> Option<u32> {
+        let (npcdata, start) = self.pcdata_layout(f)?;
+        let nfuncdata = u8_at(&self.data, start - 1)?;
+        if index >= nfuncdata {
+            return None;
+        }
+        let at = start
+            .checked_add(4 * usize::try_from(npcdata).ok()?)?
+            .checked_add(4 * usize::from(index))?;
+        u32_at(&self.data, at).filter(|&v| v != u32::MAX)
+    }
+
+    /// `_func` of Go 1.18+: nine (1.20+: ten) 32-bit fields, four bytes ending with `nfuncdata`,
+    /// then `npcdata` pc-data table offsets and `nfuncdata` funcdata offsets.
+    fn pcdata_layout(&self, f: &Func) -> Option<(u32, usize)> {
+        let header = match self.format {
+            PclnFormat::Go116 => return None,
+            PclnFormat::Go118 => 40,
+            PclnFormat::Go120 => 44,
+        };
+        let npcdata = u32_at(&self.data, f.meta.checked_add(4 + 6 * 4)?)?;
+        Some((npcdata, f.meta.checked_add(header)?))
+    }
+
+    /// A function name by its offset in the name table (inline tree entries name functions so).
+    pub fn name_at(&self, off: i32) -> Option<String> {
+        cstr_at(
+            &self.data,
+            self.funcname.checked_add(usize::try_from(off).ok()?)?,
+        )
+    }
+
     /// Runs a pc-value table (zig-zag value deltas, quantised pc deltas) up to `target`.
     fn pc_value(&self, table_off: u32, entry: u64, target: u64) -> Option<i64> {
         if table_off == 0 {

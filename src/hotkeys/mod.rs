@@ -2,3 +2,4 @@
 pub mod exact;
 pub mod live;
 pub mod sketch;
+pub mod stacks;

@@ -142,3 +142,31 @@ impl Record {
         }
     }
 }
+
+/// Frames `bpf_get_stack` fills at most (`STACK_MAX` of src/bpf/maptrace.h), read from the
+/// generated struct's array length.
+pub fn stack_frames() -> usize {
+    fn len<const N: usize>(_: fn(&RawWriteEvent) -> &[u64; N]) -> usize {
+        N
+    }
+    len(|e| &e.stack)
+}
+
+impl WriteEvent {
+    /// The writing goroutine's stack as link-time return addresses, innermost first: the direct
+    /// caller of the map function (`site`), then the frame-pointer walk past the map function
+    /// (frame 0). Kernels that recognise a probe at a function's entry (`push rbp`) put the direct
+    /// caller ([RSP]) in frame 1 themselves; older ones (and `sub rsp` prologues) skip it, so
+    /// `site` is added only when it is missing. Empty without stack capture.
+    pub fn caller_stack(&self) -> impl Iterator<Item = u64> + '_ {
+        let walk = self.stack.get(1..).unwrap_or(&[]);
+        let caller =
+            (!self.stack.is_empty() && walk.first() != Some(&self.site)).then_some(self.site);
+        caller.into_iter().chain(walk.iter().copied())
+    }
+
+    /// Whether the walk filled every frame: the outermost frames may be missing.
+    pub fn stack_truncated(&self) -> bool {
+        self.stack.len() >= stack_frames()
+    }
+}
