@@ -113,6 +113,8 @@ pub fn run_live(
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
     crate::probe::session::preflight()?;
+    // Before calibration attaches its first probe: a Ctrl-C from here on ends cleanly.
+    install_signal_handlers();
     let cost = match args.mode {
         Mode::Budget => {
             let c = calibrate().context("calibrating the cost of a probed write")?;
@@ -140,7 +142,6 @@ pub fn run_live(
         },
         &plans,
     )?;
-    install_signal_handlers();
 
     let live = RefCell::new((
         LiveCounts::default(),

@@ -65,6 +65,8 @@ enum Target {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    // Before any probe exists: a Ctrl-C or SIGTERM from here on ends with a clean detach.
+    install_signal_handlers();
     let (exe, mut target) = match (args.pid, args.command.first()) {
         (Some(pid), _) => (crate::target::exe_of(pid)?, Target::Running(pid)),
         (None, Some(cmd)) => {
@@ -95,7 +97,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         &plans,
     )?;
-    install_signal_handlers();
 
     let state = RefCell::new(Intake::default());
     let mut builder = libbpf_rs::RingBufferBuilder::new();

@@ -1,11 +1,11 @@
 //! Probe bookkeeping for the tracing tests: which BPF links a tracer holds (from
-//! `/proc/PID/fdinfo`), which the kernel still has (`bpftool link show`), and whether anything
+//! `/proc/PID/fdinfo`), which the kernel still has (libbpf-rs's link iterator), and whether anything
 //! still probes a given binary (uprobe_multi/perf links naming its path, `uprobe_events` lines).
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use libbpf_rs::query::{LinkInfo, LinkInfoIter, LinkTypeInfo, PerfEventType};
 
 /// Ids of the BPF links process `pid` holds, from its fdinfo.
 pub fn links_of(pid: u32) -> Vec<u64> {
@@ -21,26 +21,15 @@ pub fn links_of(pid: u32) -> Vec<u64> {
         .collect()
 }
 
-/// Every BPF link the kernel has, as `bpftool -j link show` describes it.
-pub fn kernel_links() -> Vec<Value> {
-    let out = Command::new("bpftool")
-        .args(["-j", "link", "show"])
-        .output()
-        .expect("bpftool (apt package bpftool) is needed");
-    assert!(
-        out.status.success(),
-        "bpftool link show failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("bpftool -j prints JSON")
+/// Every BPF link the kernel has (libbpf-rs walks the link ids; bpftool 7.1 here does not
+/// decode uprobe_multi links).
+pub fn kernel_links() -> Vec<LinkInfo> {
+    LinkInfoIter::default().collect()
 }
 
 /// Ids of the links the kernel still has.
 pub fn kernel_link_ids() -> Vec<u64> {
-    kernel_links()
-        .iter()
-        .filter_map(|l| l["id"].as_u64())
-        .collect()
+    kernel_links().iter().map(|l| u64::from(l.id)).collect()
 }
 
 /// Waits (up to 20 s) for process `tracer` to hold links the kernel knows; returns their ids.
@@ -59,31 +48,47 @@ pub fn wait_attached(tracer: u32, label: &str) -> Vec<u64> {
     }
 }
 
-/// Links (as bpftool prints them) that still name `binary`: uprobe_multi links carry the path,
-/// perf-event uprobe links a `file`.
-pub fn links_naming(binary: &Path) -> Vec<Value> {
-    let path = binary.to_string_lossy();
+/// Ids of links that still probe `binary`: uprobe_multi links by their path, perf-event
+/// uprobe links by their file name.
+pub fn links_naming(binary: &Path) -> Vec<u32> {
+    let canon = binary
+        .canonicalize()
+        .unwrap_or_else(|_| binary.to_path_buf());
     kernel_links()
         .into_iter()
-        .filter(|l| {
-            ["path", "file", "filename"]
-                .iter()
-                .any(|f| l[f].as_str() == Some(&path))
+        .filter(|l| match &l.info {
+            LinkTypeInfo::UprobeMulti(u) => u.path.as_deref() == Some(canon.as_path()),
+            LinkTypeInfo::PerfEvent(p) => matches!(
+                &p.event_type,
+                PerfEventType::Uprobe { file_name: Some(f), .. } if Path::new(f) == canon
+            ),
+            _ => false,
         })
+        .map(|l| l.id)
         .collect()
+}
+
+/// The tracefs `uprobe_events` file, mounting tracefs at /sys/kernel/tracing if it is not.
+fn uprobe_events_file() -> String {
+    const FILE: &str = "/sys/kernel/tracing/uprobe_events";
+    if let Ok(text) = std::fs::read_to_string(FILE) {
+        return text;
+    }
+    let st = Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+        .status();
+    assert!(
+        st.is_ok_and(|s| s.success()),
+        "tracefs is not mounted and cannot be (mount -t tracefs tracefs /sys/kernel/tracing)"
+    );
+    std::fs::read_to_string(FILE).unwrap_or_else(|e| panic!("{FILE}: {e}"))
 }
 
 /// Lines of `/sys/kernel/tracing/uprobe_events` (or the debugfs copy) that name `binary`.
 pub fn uprobe_events_naming(binary: &Path) -> Vec<String> {
     let path = binary.to_string_lossy();
-    let text = [
-        "/sys/kernel/tracing/uprobe_events",
-        "/sys/kernel/debug/tracing/uprobe_events",
-    ]
-    .iter()
-    .find_map(|f| std::fs::read_to_string(f).ok())
-    .expect("tracefs is not mounted: /sys/kernel/tracing/uprobe_events is missing");
-    text.lines()
+    uprobe_events_file()
+        .lines()
         .filter(|l| l.contains(path.as_ref()))
         .map(str::to_string)
         .collect()
