@@ -9,6 +9,9 @@ pub fn exe_of(pid: u32) -> Result<PathBuf> {
     if !proc_dir.exists() {
         bail!("no such process: {pid}");
     }
+    if !process_alive(pid) {
+        bail!("process exited: {pid} has ended (a zombie its parent has not reaped)");
+    }
     let link = std::fs::read_link(proc_dir.join("exe")).with_context(|| {
         format!("cannot read the executable of process {pid} (needs the same user or root)")
     })?;
