@@ -12,9 +12,13 @@ pub fn exe_of(pid: u32) -> Result<PathBuf> {
     if !process_alive(pid) {
         bail!("process exited: {pid} has ended (a zombie its parent has not reaped)");
     }
-    let link = std::fs::read_link(proc_dir.join("exe")).with_context(|| {
-        format!("cannot read the executable of process {pid} (needs the same user or root)")
-    })?;
+    let link = match std::fs::read_link(proc_dir.join("exe")) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "missing privileges: process {pid} belongs to another user; reading its executable \
+             needs root or CAP_SYS_PTRACE"
+        ),
+        r => r.with_context(|| format!("cannot read the executable of process {pid}"))?,
+    };
     // /proc/PID/exe opens the file even when it lives in another mount namespace.
     let _ = link;
     Ok(proc_dir.join("exe"))

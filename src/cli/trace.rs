@@ -109,7 +109,13 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
         {
             return;
         }
-        if args.key_filter.as_ref().is_some_and(|f| *f != key.text) {
+        // With --redact the key is shown (and may be filtered) only as its hash.
+        let shown_key = if args.live.redact {
+            crate::report::redact(&key.text)
+        } else {
+            key.text.clone()
+        };
+        if args.key_filter.as_ref().is_some_and(|f| *f != shown_key) {
             return;
         }
         let site = site_of(&bin, ev.site);
@@ -158,7 +164,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             goid: ev.goid,
             map: &map,
             map_id: format!("{:#x}", ev.map_ptr),
-            key: &key.text,
+            key: &shown_key,
             function: site.function,
             file: site.file,
             line: site.line,

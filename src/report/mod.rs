@@ -255,8 +255,12 @@ fn map_report(
         .iter()
         .map(|g| {
             let s = site_of(bin, g.site);
+            let mut growth = g.clone();
+            if meta.redact && !growth.key.is_empty() {
+                growth.key = redact(&growth.key);
+            }
             GrowthReport {
-                growth: g.clone(),
+                growth,
                 function: s.function,
                 file: s.file,
                 line: s.line,
