@@ -29,7 +29,38 @@ pub struct Report {
     pub lost_events: u64,
     pub read_failures: u64,
     pub grouping: String,
+    #[serde(flatten)]
+    pub completeness: Completeness,
     pub maps: Vec<MapReport>,
+}
+
+/// Whether the counts are the whole truth; when not, each reason in a sentence.
+#[derive(Serialize, Debug, Default)]
+pub struct Completeness {
+    pub complete: bool,
+    pub incomplete: Vec<String>,
+}
+
+impl Completeness {
+    pub fn of(counts: &ExactCounts, lost_events: u64) -> Completeness {
+        let mut why = Vec::new();
+        if lost_events > 0 {
+            why.push(format!(
+                "{lost_events} writes lost (ring buffer full): counts are lower bounds"
+            ));
+        }
+        if counts.read_failed > 0 {
+            why.push(format!(
+                "{} writes with keys that could not be read completely",
+                counts.read_failed
+            ));
+        }
+        why.extend(counts.incomplete_reasons());
+        Completeness {
+            complete: why.is_empty(),
+            incomplete: why,
+        }
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -51,6 +82,8 @@ pub struct MapReport {
     pub writes: u64,
     pub writes_estimated: u64,
     pub distinct_keys: usize,
+    /// Writes of keys not counted individually (the tracer's key budget was spent).
+    pub untracked_key_writes: u64,
     pub goroutines: usize,
     /// Length after the last write (from the header read at that write; `null` for groups).
     pub len: Option<u64>,
@@ -209,6 +242,7 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
         grouping: format!(
             "instances of one map type whose main write site is the same are listed as one group (id group:TYPE@SITE) when there are more than {GROUP_THRESHOLD}"
         ),
+        completeness: Completeness::of(counts, meta.lost_events),
         maps,
     }
 }
@@ -290,6 +324,7 @@ fn map_report(
         writes: m.writes,
         writes_estimated: m.writes,
         distinct_keys: m.keys.len(),
+        untracked_key_writes: m.untracked_key_writes,
         goroutines: m.goroutines.len(),
         len: state.as_ref().map(|s| s.len),
         grows: growth.len() as u64,
