@@ -17,6 +17,7 @@ use serde_json::Value;
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
 
 #[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its peak RSS
 fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "tracing tests need root");
