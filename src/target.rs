@@ -77,3 +77,55 @@ pub fn processes_of(binary: &std::path::Path) -> anyhow::Result<Vec<u32>> {
     pids.sort_unstable();
     Ok(pids)
 }
+
+/// Notices when a traced process replaces its program (execve): its `/proc/PID/exe` stops
+/// being the traced binary (compared by device and inode, checked at most every 50 ms).
+pub struct ExecWatch {
+    pid: u32,
+    want: (u64, u64),
+    /// What a held child runs before it execs the binary (the tracer itself): not an exec.
+    before: Option<(u64, u64)>,
+    last: Option<std::time::Instant>,
+}
+
+impl ExecWatch {
+    /// Watches `pid`, which runs `binary` (or, for a child held by this tracer before its
+    /// exec, is about to: `held`).
+    pub fn new(pid: u32, binary: &std::path::Path, held: bool) -> Result<ExecWatch> {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &std::path::Path| -> Result<(u64, u64)> {
+            let m = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+            Ok((m.dev(), m.ino()))
+        };
+        Ok(ExecWatch {
+            pid,
+            want: id(binary)?,
+            before: if held {
+                Some(id(std::path::Path::new("/proc/self/exe"))?)
+            } else {
+                None
+            },
+            last: None,
+        })
+    }
+
+    /// The program the process now runs, once it ran the traced binary and then exec'd another.
+    pub fn exec_target(&mut self) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_millis(50))
+        {
+            return None;
+        }
+        self.last = Some(now);
+        let exe = format!("/proc/{}/exe", self.pid);
+        let m = std::fs::metadata(&exe).ok()?;
+        let now_runs = Some((m.dev(), m.ino()));
+        if now_runs == Some(self.want) || now_runs == self.before {
+            return None;
+        }
+        Some(std::fs::read_link(&exe).unwrap_or_else(|_| PathBuf::from(exe)))
+    }
+}

@@ -17,7 +17,7 @@ use crate::probe::events::Record;
 use crate::probe::launch::{resolve_command, HeldChild};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, table};
-use crate::target::process_alive;
+use crate::target::{process_alive, ExecWatch};
 
 #[derive(clap::Args)]
 #[command(
@@ -130,9 +130,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .duration
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let mut exit_status = None;
+    let mut watch = ExecWatch::new(pid, &exe, matches!(target, Target::Child(_)))?;
+    let mut ended = None;
     loop {
         ring.consume().context("reading events")?;
         if stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let Some(new) = watch.exec_target() {
+            ended = Some(format!(
+                "the target (pid {pid}) executed another program ({}): the trace ended there",
+                new.display()
+            ));
             break;
         }
         match &target {
@@ -164,7 +173,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } = state.into_inner();
     growth.finish();
     counts.add_growth(growth.resolved);
-    let rep = report::build(
+    let mut rep = report::build(
         &bin,
         &counts,
         &report::Meta {
@@ -176,11 +185,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             redact: args.redact,
         },
     );
+    rep.ended = ended;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&rep)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     eprint!("{}", table::render(&rep));
+    if let Some(why) = &rep.ended {
+        eprintln!("ebpf-map-trace: {why}");
+    }
     if counters.lost > 0 {
         eprintln!("ebpf-map-trace: warning: {} writes were lost (ring buffer full): counts are lower bounds", counters.lost);
     }

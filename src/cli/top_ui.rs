@@ -1028,6 +1028,7 @@ mod tests {
                 read_failures: 0,
                 grouping: String::new(),
                 completeness: Default::default(),
+                ended: None,
                 maps,
             },
             map_rates: vec![1100.0, 100.0],

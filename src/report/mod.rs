@@ -31,6 +31,9 @@ pub struct Report {
     pub grouping: String,
     #[serde(flatten)]
     pub completeness: Completeness,
+    /// Why the trace ended early, when the target did something that ends it (e.g. exec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
     pub maps: Vec<MapReport>,
 }
 
@@ -243,6 +246,7 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
             "instances of one map type whose main write site is the same are listed as one group (id group:TYPE@SITE) when there are more than {GROUP_THRESHOLD}"
         ),
         completeness: Completeness::of(counts, meta.lost_events),
+        ended: None,
         maps,
     }
 }

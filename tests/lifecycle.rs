@@ -1,0 +1,252 @@
+//! Life-cycle of a traced program (issue 7), with real uprobes: a target that execs another
+//! program ends the trace with a report that says so (the tracer does not hang on the new
+//! program); children it forks (os/exec of itself) are not traced; a target that exits ends
+//! `top` as well as `run`. Every wait has a timeout.
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::probes::wait_attached;
+use common::{json_lines, GoProcess, Variant};
+use serde_json::Value;
+
+const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "tracing tests need root");
+}
+
+fn lifecycle() -> std::path::PathBuf {
+    common::build("lifecycle", &common::newest_toolchain(), Variant::Plain)
+}
+
+fn report_at(name: &str) -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lifecycle");
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn read_report(p: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// The map written from main.writeKey.
+fn write_key_map(report: &Value) -> &Value {
+    report["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["sites"][0]["function"] == "main.writeKey")
+        .expect("main.writeKey's map in the report")
+}
+
+fn parent_writes(lines: &[Value]) -> u64 {
+    lines
+        .iter()
+        .find(|l| l["who"] == "parent")
+        .and_then(|l| l["writes"].as_u64())
+        .expect("the parent's counts line")
+}
+
+fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(50));
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return false;
+            }
+        }
+        true
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !watchdog.join().unwrap() || out.status.code().is_some(),
+        "timed out"
+    );
+    out
+}
+
+#[test]
+fn exec_ends_a_command_trace_with_a_report_that_says_why() {
+    require_root();
+    let json = report_at("exec-cmd.json");
+    let t0 = Instant::now();
+    let out = run_with_timeout(
+        Command::new(TRACER)
+            .args(["run", "--json", json.to_str().unwrap(), "--"])
+            .arg(lifecycle())
+            .args([
+                "-mode",
+                "exec",
+                "-n",
+                "1000",
+                "-exec",
+                "/bin/sleep",
+                "-exec-arg",
+                "1",
+            ]),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        stderr.contains("executed another program (") && stderr.contains("sleep)"),
+        "the tracer does not say why the trace ended: {stderr}"
+    );
+    let report = read_report(&json);
+    assert!(report["ended"]
+        .as_str()
+        .is_some_and(|s| s.contains("executed another program")));
+    let program = json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        write_key_map(&report)["writes"].as_u64(),
+        Some(parent_writes(&program))
+    );
+}
+
+#[test]
+fn exec_ends_a_pid_trace_while_the_new_program_runs_on() {
+    require_root();
+    let json = report_at("exec-pid.json");
+    let p = GoProcess::start_waiting(
+        &lifecycle(),
+        &[
+            "-mode",
+            "exec",
+            "-n",
+            "1000",
+            "-exec",
+            "/bin/sleep",
+            "-exec-arg",
+            "30",
+        ],
+    );
+    let mut tracer = Command::new(TRACER)
+        .args([
+            "run",
+            "-p",
+            &p.pid().to_string(),
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(tracer.id(), "exec -p");
+    p.release();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = tracer.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            let _ = tracer.kill();
+            let _ = tracer.wait();
+            panic!("the tracer did not end after its target exec'd sleep");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut tracer.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("executed another program"), "{stderr}");
+    // The target is now sleep, alive and untouched.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    let report = read_report(&json);
+    assert_eq!(write_key_map(&report)["writes"].as_u64(), Some(1000));
+    drop(p); // kills and reaps the sleeping target
+}
+
+#[test]
+fn forked_children_are_not_traced() {
+    require_root();
+    let json = report_at("fork.json");
+    let out = run_with_timeout(
+        Command::new(TRACER)
+            .args(["run", "--json", json.to_str().unwrap(), "--"])
+            .arg(lifecycle())
+            .args(["-mode", "fork", "-n", "1000"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let program = json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        program.iter().any(|l| l["who"] == "child"),
+        "the child did not run"
+    );
+    let report = read_report(&json);
+    assert_eq!(
+        write_key_map(&report)["writes"].as_u64(),
+        Some(parent_writes(&program))
+    );
+    let text = report.to_string();
+    assert!(!text.contains("child:"), "a child's keys were traced");
+    assert!(text.contains("parent:"));
+}
+
+#[test]
+fn target_exit_ends_top() {
+    require_root();
+    let p = GoProcess::start_waiting(&lifecycle(), &["-mode", "fork", "-n", "2000"]);
+    let mut tracer = Command::new(TRACER)
+        .args([
+            "top",
+            "--json",
+            "--mode",
+            "exact",
+            "-p",
+            &p.pid().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tracer.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut { out }, &mut s);
+        s
+    });
+    wait_attached(tracer.id(), "top exit");
+    p.release();
+    let lines = p.finish(); // reaped before the tracer notices
+    assert_eq!(parent_writes(&lines), 4000);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = tracer.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            let _ = tracer.kill();
+            let _ = tracer.wait();
+            panic!("top did not end when its target exited");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let snapshots = reader.join().unwrap();
+    assert!(snapshots.contains("parent:"), "no snapshot: {snapshots}");
+}
