@@ -4,7 +4,7 @@
 //! `top` as well as `run`. Every wait has a timeout.
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::probes::wait_attached;
@@ -121,59 +121,94 @@ fn exec_ends_a_command_trace_with_a_report_that_says_why() {
     );
 }
 
+/// Waits for the tracer to end by itself within `timeout`; kills it and fails otherwise.
+fn wait_for_tracer(tracer: &mut std::process::Child, timeout: Duration, what: &str) -> ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = tracer.try_wait().unwrap() {
+            return s;
+        }
+        if t0.elapsed() > timeout {
+            let _ = tracer.kill();
+            let _ = tracer.wait();
+            panic!("the tracer did not end within {timeout:?}: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn exec_ends_a_pid_trace_while_the_new_program_runs_on() {
     require_root();
-    let json = report_at("exec-pid.json");
-    let p = GoProcess::start_waiting(
-        &lifecycle(),
-        &[
-            "-mode",
-            "exec",
-            "-n",
-            "1000",
-            "-exec",
-            "/bin/sleep",
-            "-exec-arg",
-            "30",
-        ],
-    );
-    let mut tracer = Command::new(TRACER)
-        .args([
-            "run",
-            "-p",
-            &p.pid().to_string(),
-            "--json",
-            json.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_attached(tracer.id(), "exec -p");
-    p.release();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = tracer.try_wait().unwrap() {
-            break s;
+    for cmd in [&["run"][..], &["top", "--json", "--mode", "exact"][..]] {
+        let label = cmd.join(" ");
+        let json = report_at("exec-pid.json");
+        let p = GoProcess::start_waiting(
+            &lifecycle(),
+            &[
+                "-mode",
+                "exec",
+                "-n",
+                "1000",
+                "-exec",
+                "/bin/sleep",
+                "-exec-arg",
+                "30",
+            ],
+        );
+        let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        args.extend(["-p".into(), p.pid().to_string()]);
+        if cmd[0] == "run" {
+            args.extend(["--json".into(), json.to_str().unwrap().into()]);
         }
-        if t0.elapsed() > Duration::from_secs(15) {
-            let _ = tracer.kill();
-            let _ = tracer.wait();
-            panic!("the tracer did not end after its target exec'd sleep");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut tracer.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("executed another program"), "{stderr}");
-    // The target is now sleep, alive and untouched.
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap();
-    assert_eq!(comm.trim(), "sleep");
-    let report = read_report(&json);
-    assert_eq!(write_key_map(&report)["writes"].as_u64(), Some(1000));
-    drop(p); // kills and reaps the sleeping target
+        let mut tracer = Command::new(TRACER)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = tracer.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut { out }, &mut s);
+            s
+        });
+        wait_attached(tracer.id(), &label);
+        p.release();
+        let status = wait_for_tracer(
+            &mut tracer,
+            Duration::from_secs(15),
+            &format!("{label}: target exec'd sleep 30"),
+        );
+        let stdout = reader.join().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut tracer.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(status.success(), "{label}: {stderr}");
+        assert!(
+            stderr.contains("executed another program"),
+            "{label}: {stderr}"
+        );
+        // The target is now sleep, alive and untouched.
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap();
+        assert_eq!(comm.trim(), "sleep", "{label}");
+        let report = if cmd[0] == "run" {
+            read_report(&json)
+        } else {
+            json_lines(&stdout).pop().expect("a snapshot")
+        };
+        assert!(
+            report["ended"]
+                .as_str()
+                .is_some_and(|s| s.contains("executed another program")),
+            "{label}: {report}"
+        );
+        assert_eq!(
+            write_key_map(&report)["writes"].as_u64(),
+            Some(1000),
+            "{label}"
+        );
+        drop(p); // kills and reaps the sleeping target
+    }
 }
 
 #[test]
@@ -234,18 +269,7 @@ fn target_exit_ends_top() {
     p.release();
     let lines = p.finish(); // reaped before the tracer notices
     assert_eq!(parent_writes(&lines), 4000);
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = tracer.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(15) {
-            let _ = tracer.kill();
-            let _ = tracer.wait();
-            panic!("top did not end when its target exited");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for_tracer(&mut tracer, Duration::from_secs(15), "target exited");
     assert!(status.success());
     let snapshots = reader.join().unwrap();
     assert!(snapshots.contains("parent:"), "no snapshot: {snapshots}");

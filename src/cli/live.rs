@@ -109,6 +109,8 @@ pub fn run_live(
 ) -> Result<()> {
     let pid = resolve_pid(args.pid, args.binary.as_deref())?;
     let exe = crate::target::exe_of(pid)?;
+    // Before anything else: an exec from here on is noticed.
+    let mut exec_watch = crate::target::ExecWatch::new(pid, &exe, false)?;
     let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
@@ -186,6 +188,7 @@ pub fn run_live(
     let mut window_scale = 1.0f64;
     let mut planned_cycle = crate::probe::budget::PERIOD;
     let decay = 0.7f64;
+    let mut ended: Option<String> = None;
     loop {
         ring.consume()?;
         let now = Instant::now();
@@ -226,8 +229,17 @@ pub fn run_live(
                 window_end = window_start + duty.plan().0;
             }
         }
+        if ended.is_none() {
+            ended = exec_watch.exec_target().map(|new| {
+                format!(
+                    "the target (pid {pid}) executed another program ({}): the trace ended there",
+                    new.display()
+                )
+            });
+        }
         let done = stop_requested()
             || deadline.is_some_and(|d| now >= d)
+            || ended.is_some()
             || !crate::target::process_alive(pid);
         if now >= next_refresh || done {
             let elapsed = now - started;
@@ -285,6 +297,7 @@ pub fn run_live(
                 if args.mode == Mode::Budget {
                     report::apply_coverage(&mut rep, coverage);
                 }
+                rep.ended = ended.clone();
                 let rates: Vec<f64> = rep
                     .maps
                     .iter()
@@ -345,6 +358,9 @@ pub fn run_live(
     }
     session.detach();
     ring.consume()?;
+    if let Some(why) = ended {
+        eprintln!("ebpf-map-trace: {why}");
+    }
     Ok(())
 }
 

@@ -78,11 +78,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         (None, None) => bail!("nothing to trace: give -p PID or a command after `--` (see --help)"),
     };
-    let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let pid = match &target {
         Target::Child(c) => c.pid,
         Target::Running(p) => *p,
     };
+    // Before anything else: an exec from here on is noticed.
+    let mut watch = ExecWatch::new(pid, &exe, matches!(target, Target::Child(_)))?;
+    let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
     let mut storage = MaybeUninit::uninit();
@@ -130,7 +132,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .duration
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let mut exit_status = None;
-    let mut watch = ExecWatch::new(pid, &exe, matches!(target, Target::Child(_)))?;
     let mut ended = None;
     loop {
         ring.consume().context("reading events")?;
