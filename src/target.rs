@@ -57,6 +57,19 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether the process has ended for good: not alive now, nor over the next 100 ms. (While a
+/// multi-threaded process execs from a thread other than its leader, the leader shows as a
+/// zombie for a moment; that is not an exit.)
+pub fn process_ended(pid: u32) -> bool {
+    for _ in 0..5 {
+        if process_alive(pid) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    !process_alive(pid)
+}
+
 /// Running processes whose executable is `binary` (compared by device and inode, so it works
 /// for processes in other mount namespaces too, through /proc/PID/exe).
 pub fn processes_of(binary: &std::path::Path) -> anyhow::Result<Vec<u32>> {

@@ -121,6 +121,25 @@ fn exec_ends_a_command_trace_with_a_report_that_says_why() {
     );
 }
 
+/// Starts the tracer with `args`; its stdout is read to the end by the returned thread.
+fn spawn_tracer<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut tracer = Command::new(TRACER)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tracer.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut { out }, &mut s);
+        s
+    });
+    (tracer, reader)
+}
+
 /// Waits for the tracer to end by itself within `timeout`; kills it and fails otherwise.
 fn wait_for_tracer(tracer: &mut std::process::Child, timeout: Duration, what: &str) -> ExitStatus {
     let t0 = Instant::now();
@@ -161,18 +180,7 @@ fn exec_ends_a_pid_trace_while_the_new_program_runs_on() {
         if cmd[0] == "run" {
             args.extend(["--json".into(), json.to_str().unwrap().into()]);
         }
-        let mut tracer = Command::new(TRACER)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = tracer.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut { out }, &mut s);
-            s
-        });
+        let (mut tracer, reader) = spawn_tracer(&args);
         wait_attached(tracer.id(), &label);
         p.release();
         let status = wait_for_tracer(
@@ -246,25 +254,8 @@ fn forked_children_are_not_traced() {
 fn target_exit_ends_top() {
     require_root();
     let p = GoProcess::start_waiting(&lifecycle(), &["-mode", "fork", "-n", "2000"]);
-    let mut tracer = Command::new(TRACER)
-        .args([
-            "top",
-            "--json",
-            "--mode",
-            "exact",
-            "-p",
-            &p.pid().to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = tracer.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut { out }, &mut s);
-        s
-    });
+    let pid = p.pid().to_string();
+    let (mut tracer, reader) = spawn_tracer(&["top", "--json", "--mode", "exact", "-p", &pid]);
     wait_attached(tracer.id(), "top exit");
     p.release();
     let lines = p.finish(); // reaped before the tracer notices

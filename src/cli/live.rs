@@ -240,7 +240,7 @@ pub fn run_live(
         let done = stop_requested()
             || deadline.is_some_and(|d| now >= d)
             || ended.is_some()
-            || !crate::target::process_alive(pid);
+            || crate::target::process_ended(pid);
         if now >= next_refresh || done {
             let elapsed = now - started;
             let attached_now = attached_total

@@ -17,7 +17,7 @@ use crate::probe::events::Record;
 use crate::probe::launch::{resolve_command, HeldChild};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, table};
-use crate::target::{process_alive, ExecWatch};
+use crate::target::{process_ended, ExecWatch};
 
 #[derive(clap::Args)]
 #[command(
@@ -153,7 +153,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 }
             }
             Target::Running(p) => {
-                if !process_alive(*p) {
+                if process_ended(*p) {
                     break;
                 }
             }
