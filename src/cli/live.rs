@@ -305,7 +305,7 @@ pub fn run_live(
                         counts
                             .maps
                             .values()
-                            .filter(|l| format!("{:#x}", l.map_ptr) == m.id)
+                            .filter(|l| report::map_id(l.map_ptr) == m.id)
                             .map(|l| l.window_observed as f64 / window_attached)
                             .sum()
                     })
@@ -315,7 +315,7 @@ pub fn run_live(
                     let lm = counts
                         .maps
                         .values()
-                        .find(|l| format!("{:#x}", l.map_ptr) == m.id);
+                        .find(|l| report::map_id(l.map_ptr) == m.id);
                     if let Some(lm) = lm {
                         let recent: std::collections::HashMap<String, (Vec<u8>, f64)> = lm
                             .recent

@@ -163,7 +163,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             pid: ev.pid,
             goid: ev.goid,
             map: &map,
-            map_id: format!("{:#x}", ev.map_ptr),
+            map_id: crate::report::map_id(ev.map_ptr),
             key: &shown_key,
             function: site.function,
             file: site.file,
@@ -204,7 +204,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             }
             let l = GrowLine {
                 event: "grow",
-                map_id: format!("{:#x}", g.map_ptr),
+                map_id: crate::report::map_id(g.map_ptr),
                 growth: &growth,
             };
             println!("{}", serde_json::to_string(&l).unwrap_or_default());

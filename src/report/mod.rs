@@ -218,7 +218,7 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
                 maps.push(map_report(
                     bin,
                     m,
-                    format!("{:#x}", m.map_ptr),
+                    map_id(m.map_ptr),
                     type_name.clone(),
                     key_type.clone(),
                     1,
@@ -341,6 +341,18 @@ fn map_report(
         sites,
         top_keys,
         writes_per_s: None,
+    }
+}
+
+/// A map instance's id: its header address, or for a map on a goroutine stack (tagged by the
+/// BPF side, see `map_identity` in `src/bpf/mapwrite.bpf.c`) `stack:g<goid>-0x<offset from the
+/// stack top>`, which stays the same when the stack moves.
+pub fn map_id(map_ptr: u64) -> String {
+    if map_ptr & crate::probe::abi::STACK_MAP_TAG != 0 {
+        let goid = (map_ptr & !crate::probe::abi::STACK_MAP_TAG) >> 30;
+        format!("stack:g{goid}-{:#x}", map_ptr & ((1 << 30) - 1))
+    } else {
+        format!("{map_ptr:#x}")
     }
 }
 
