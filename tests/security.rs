@@ -249,3 +249,48 @@ fn cap_bpf_and_cap_perfmon_are_enough_and_missing_ones_are_named() {
     p.release();
     p.finish();
 }
+
+#[test]
+fn keys_are_bounded_by_key_bytes_everywhere() {
+    require_root();
+    let dir = open_dir("keybytes");
+    let bin = common::build("lifecycle", &common::newest_toolchain(), Variant::Plain);
+    for key_bytes in [256usize, 16] {
+        let json = dir.join(format!("long-{key_bytes}.json"));
+        let o = Command::new(TRACER)
+            .args(["run", "--key-bytes", &key_bytes.to_string(), "--json"])
+            .arg(&json)
+            .arg("--")
+            .arg(&bin)
+            .args(["-mode", "long", "-n", "1000"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let m = report["maps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["sites"][0]["function"] == "main.writeKey")
+            .expect("the program's map");
+        assert_eq!(m["writes"], 1000);
+        assert_eq!(m["distinct_keys"], 10, "keys differ in their first bytes");
+        for k in m["top_keys"].as_array().unwrap() {
+            let key = k["key"].as_str().unwrap();
+            assert!(key.len() <= key_bytes, "{} bytes shown", key.len());
+            assert_eq!(k["truncated"], true, "{key}");
+            assert_eq!(k["writes"], 100);
+        }
+        let table = String::from_utf8_lossy(&o.stderr);
+        let longest = table.lines().map(str::len).max().unwrap_or(0);
+        assert!(longest < key_bytes + 200, "a table line of {longest} bytes");
+    }
+    for cmd in ["run", "top", "trace"] {
+        let o = Command::new(TRACER)
+            .args([cmd, "--key-bytes", "257", "-p", "1"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{cmd} accepts --key-bytes 257");
+        assert!(text(&o).contains("257"), "{cmd}: {}", text(&o));
+    }
+}

@@ -68,9 +68,14 @@ static __always_inline __u32 capture(struct write_event *e, __u32 at, const void
 		len = room;
 	if (len == 0)
 		return 0;
-	/* bounds the verifier can see */
+	/* bounds the verifier can see: at < KEY_MAX, len <= KEY_MAX (a mask would turn a full
+	 * 256-byte capture into 0). The verifier adds the two maxima, so records are reserved with
+	 * KEY_MAX bytes of slack (see handle_write). */
+	barrier_var(at); /* keep the mask: the compiler knows at < KEY_MAX, the verifier not */
 	at &= KEY_MAX - 1;
-	len &= KEY_MAX - 1;
+	barrier_var(len);
+	if (len > KEY_MAX)
+		len = KEY_MAX;
 	if (at + len > KEY_MAX)
 		return 0;
 	if (bpf_copy_from_user(&e->key[at], len, src) != 0) {
@@ -185,7 +190,10 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 	count(CNT_HITS);
 	/* Reserved in the ring buffer itself: a sleepable program may be preempted, so no per-CPU
 	 * scratch buffer could be shared safely. */
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	/* KEY_MAX bytes of slack past the record: the verifier bounds a capture at e->key[at] by
+	 * max(at) + max(len), up to 2 * KEY_MAX (the real copy stays inside key[]). Without it,
+	 * --key-bytes above ~128 failed to load. */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e) + KEY_MAX, 0);
 	if (!e) {
 		count(CNT_LOST);
 		return 0;

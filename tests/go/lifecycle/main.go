@@ -4,6 +4,7 @@
 //	-mode fork: writes -n keys "parent:<i%10>" from main.writeKey, runs itself as a child
 //	            (os/exec, -mode child) that writes -n keys "child:<i%10>" to its own map, waits
 //	            for it, then writes -n more parent keys;
+//	-mode long: writes -n keys "<i%10>:" + 1000 x's (keys longer than any --key-bytes);
 //	-mode exec: writes -n keys "parent:<i%10>", prints its counts, then syscall.Exec's -exec
 //	            with the argument -exec-arg (the process goes on as another program).
 //
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -33,7 +35,7 @@ func write(who string, n int) int {
 }
 
 func main() {
-	mode := flag.String("mode", "fork", "fork, exec or child")
+	mode := flag.String("mode", "fork", "fork, exec, long or child")
 	n := flag.Int("n", 1000, "writes per phase")
 	execPath := flag.String("exec", "/bin/sleep", "program to exec in -mode exec")
 	execArg := flag.String("exec-arg", "1", "its one argument")
@@ -47,6 +49,12 @@ func main() {
 		signal.Stop(ch)
 	}
 	switch *mode {
+	case "long":
+		pad := strings.Repeat("x", 1000)
+		for i := 0; i < *n; i++ {
+			writeKey(m, fmt.Sprintf("%d:%s", i%10, pad))
+		}
+		fmt.Printf("{\"event\":\"counts\",\"who\":\"parent\",\"writes\":%d}\n", *n)
 	case "child":
 		fmt.Printf("{\"event\":\"counts\",\"who\":\"child\",\"writes\":%d}\n", write("child", *n))
 	case "fork":
