@@ -1,6 +1,7 @@
 //! Security (issue 7), with real uprobes: `--redact` keeps key values out of every output of
 //! run, top and trace (JSON, table, trace lines, growth triggers); the tracer works with only
-//! CAP_BPF + CAP_PERFMON as an unprivileged user (dropped with `capsh`), needs CAP_SYS_PTRACE
+//! CAP_BPF + CAP_PERFMON as an unprivileged user (dropped with `capsh`; `run -- CMD` and `top`
+//! in budget mode, whose calibration probes the tracer itself), needs CAP_SYS_PTRACE
 //! only for another user's process, and names what is missing otherwise.
 mod common;
 
@@ -248,6 +249,37 @@ fn cap_bpf_and_cap_perfmon_are_enough_and_missing_ones_are_named() {
     assert!(o.status.success(), "with CAP_SYS_PTRACE too: {}", text(&o));
     p.release();
     p.finish();
+
+    // A process of the same user: top in budget mode (its calibration attaches a probe to the
+    // tracer itself) needs nothing more either.
+    let workload = common::build("workload", &common::newest_toolchain(), Variant::Plain);
+    let mut own = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&workload)
+        .args(["-rate", "5000", "-duration", "6"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = as_nobody_with(
+        "cap_bpf,cap_perfmon",
+        &[
+            "top",
+            "--once",
+            "--duration",
+            "2",
+            "-p",
+            &own.id().to_string(),
+        ],
+    );
+    let _ = own.kill();
+    let _ = own.wait();
+    assert!(o.status.success(), "top as nobody: {}", text(&o));
+    assert!(
+        text(&o).contains(KEY_MARK),
+        "top as nobody showed no keys: {}",
+        text(&o)
+    );
 }
 
 #[test]
