@@ -107,6 +107,8 @@ pub fn run_live(
     on_grow: &mut dyn FnMut(&GrowEvent),
     on_refresh: &mut dyn FnMut(Refresh) -> Result<bool>,
 ) -> Result<()> {
+    // Before any probe (calibration attaches the first): a Ctrl-C from here on ends cleanly.
+    install_signal_handlers();
     let pid = resolve_pid(args.pid, args.binary.as_deref())?;
     let exe = crate::target::exe_of(pid)?;
     // Before anything else: an exec from here on is noticed.
@@ -115,8 +117,6 @@ pub fn run_live(
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
     crate::probe::session::preflight()?;
-    // Before calibration attaches its first probe: a Ctrl-C from here on ends cleanly.
-    install_signal_handlers();
     let cost = match args.mode {
         Mode::Budget => {
             let c = calibrate().context("calibrating the cost of a probed write")?;
