@@ -9,9 +9,16 @@ pub fn exe_of(pid: u32) -> Result<PathBuf> {
     if !proc_dir.exists() {
         bail!("no such process: {pid}");
     }
-    let link = std::fs::read_link(proc_dir.join("exe")).with_context(|| {
-        format!("cannot read the executable of process {pid} (needs the same user or root)")
-    })?;
+    if !process_alive(pid) {
+        bail!("process exited: {pid} has ended (a zombie its parent has not reaped)");
+    }
+    let link = match std::fs::read_link(proc_dir.join("exe")) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "missing privileges: process {pid} belongs to another user; reading its executable \
+             needs root or CAP_SYS_PTRACE"
+        ),
+        r => r.with_context(|| format!("cannot read the executable of process {pid}"))?,
+    };
     // /proc/PID/exe opens the file even when it lives in another mount namespace.
     let _ = link;
     Ok(proc_dir.join("exe"))
@@ -50,6 +57,19 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether the process has ended for good: not alive now, nor over the next 100 ms. (While a
+/// multi-threaded process execs from a thread other than its leader, the leader shows as a
+/// zombie for a moment; that is not an exit.)
+pub fn process_ended(pid: u32) -> bool {
+    for _ in 0..5 {
+        if process_alive(pid) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    !process_alive(pid)
+}
+
 /// Running processes whose executable is `binary`, compared by device and inode through
 /// `/proc/PID/exe`: the file at `binary` here, or the file at `binary` inside the process's own
 /// root (`/proc/PID/root/...`), so `--binary /app/server` also finds containers running their
@@ -81,4 +101,56 @@ pub fn processes_of(binary: &std::path::Path) -> anyhow::Result<Vec<u32>> {
     }
     pids.sort_unstable();
     Ok(pids)
+}
+
+/// Notices when a traced process replaces its program (execve): its `/proc/PID/exe` stops
+/// being the traced binary (compared by device and inode, checked at most every 50 ms).
+pub struct ExecWatch {
+    pid: u32,
+    want: (u64, u64),
+    /// What a held child runs before it execs the binary (the tracer itself): not an exec.
+    before: Option<(u64, u64)>,
+    last: Option<std::time::Instant>,
+}
+
+impl ExecWatch {
+    /// Watches `pid`, which runs `binary` (or, for a child held by this tracer before its
+    /// exec, is about to: `held`).
+    pub fn new(pid: u32, binary: &std::path::Path, held: bool) -> Result<ExecWatch> {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &std::path::Path| -> Result<(u64, u64)> {
+            let m = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+            Ok((m.dev(), m.ino()))
+        };
+        Ok(ExecWatch {
+            pid,
+            want: id(binary)?,
+            before: if held {
+                Some(id(std::path::Path::new("/proc/self/exe"))?)
+            } else {
+                None
+            },
+            last: None,
+        })
+    }
+
+    /// The program the process now runs, once it ran the traced binary and then exec'd another.
+    pub fn exec_target(&mut self) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_millis(50))
+        {
+            return None;
+        }
+        self.last = Some(now);
+        let exe = format!("/proc/{}/exe", self.pid);
+        let m = std::fs::metadata(&exe).ok()?;
+        let now_runs = Some((m.dev(), m.ino()));
+        if now_runs == Some(self.want) || now_runs == self.before {
+            return None;
+        }
+        Some(std::fs::read_link(&exe).unwrap_or_else(|_| PathBuf::from(exe)))
+    }
 }

@@ -177,7 +177,10 @@ fn missing_privileges_are_named() {
     ])
     .arg(&bin)
     .args(["-n", "10"]);
-    fails_with_cmd(&mut cmd, "missing privileges");
+    fails_with_cmd(
+        &mut cmd,
+        "missing privileges: tracing needs root, or CAP_BPF and CAP_PERFMON",
+    );
 }
 
 #[test]
@@ -208,4 +211,81 @@ fn binary_without_map_functions_is_refused_for_tracing() {
     let p = write("no-mapassign", &data);
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     fails_with(&["run", "--", &p], "no map-assign function found");
+}
+
+#[test]
+fn a_process_that_has_exited_is_named_as_such() {
+    // A zombie: it has exited, its parent (this test) has not reaped it yet.
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let t0 = std::time::Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('Z')
+        {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "`true` did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let p = pid.to_string();
+    for cmd in ["run", "top", "trace"] {
+        fails_with(&[cmd, "-p", &p], &format!("process exited: {pid}"));
+    }
+    fails_with(&["inspect", "-p", &p], &format!("process exited: {pid}"));
+    child.wait().unwrap();
+}
+
+#[test]
+fn kernel_features_cannot_be_removed_here() {
+    // "kernel without uprobes or BTF" cannot be produced on this machine (the features are
+    // built in); the preflight checks name them. This asserts the machine really has both, so
+    // that the other tracing tests run against them.
+    assert!(
+        Path::new("/sys/bus/event_source/devices/uprobe").exists(),
+        "this kernel has no uprobes: tracing tests cannot run"
+    );
+    assert!(
+        Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "this kernel has no BTF: tracing tests cannot run"
+    );
+}
+
+#[test]
+fn bad_option_values_are_one_clean_line() {
+    let bin = common::build(
+        "growth",
+        &common::newest_toolchain(),
+        common::Variant::Plain,
+    );
+    let b = bin.to_str().unwrap();
+    for (args, expect) in [
+        (vec!["run", "--key-bytes", "257", "--", b], "257"),
+        (vec!["run", "--key-bytes", "0", "--", b], "0"),
+        (vec!["run", "--duration", "soon", "--", b], "soon"),
+        (vec!["top", "-p", "notapid"], "notapid"),
+        (
+            vec!["run", "--", "/nonexistent/cmd"],
+            "command not found: /nonexistent/cmd",
+        ),
+        (
+            vec!["top", "--binary", "/nonexistent/bin"],
+            "/nonexistent/bin",
+        ),
+    ] {
+        let out = Command::new(TRACER).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{args:?}: want {expect:?} in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }

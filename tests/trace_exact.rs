@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::probes::{kernel_link_ids, wait_attached};
 use serde_json::Value;
 
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
@@ -162,55 +163,9 @@ fn start_waiting(
     }
 }
 
-/// Ids of the BPF links (uprobe / uprobe_multi) that process `pid` holds, from its fdinfo.
-fn links_of(pid: u32) -> Vec<u64> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("link_id:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .collect()
-}
-
-/// Link ids the kernel still has (`bpftool link show`).
-fn kernel_links() -> Vec<u64> {
-    let out = Command::new("bpftool")
-        .args(["link", "show"])
-        .output()
-        .expect("bpftool (apt package bpftool) is needed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(':').next()?.trim().parse().ok())
-        .collect()
-}
-
-/// Waits for the tracer to hold its links; returns their ids.
-fn wait_attached(tracer: u32, label: &str) -> Vec<u64> {
-    let t0 = Instant::now();
-    loop {
-        let links = links_of(tracer);
-        if !links.is_empty() {
-            assert!(
-                kernel_links().iter().any(|id| links.contains(id)),
-                "{label}: links not known to the kernel"
-            );
-            return links;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "{label}: tracer never attached"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// After the tracer exited, none of its links may remain in the kernel.
 fn assert_no_links_left(links: &[u64], label: &str) {
-    let left: Vec<u64> = kernel_links()
+    let left: Vec<u64> = kernel_link_ids()
         .into_iter()
         .filter(|id| links.contains(id))
         .collect();

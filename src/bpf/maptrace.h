@@ -52,6 +52,10 @@ struct key_plan {
 #define EV_NO_PLAN 2       /* generic key of a map type with no plan: raw bytes only */
 #define EV_TRUNCATED 4     /* key longer than captured */
 
+/* map_ptr of a map whose header is on a goroutine stack: this bit | goid << 30 | offset from
+ * the stack top (see map_identity). */
+#define STACK_MAP_TAG (1ULL << 63)
+
 /* One map write, as sent through the ring buffer. The record is cut short to what it carries:
  * without stack capture it ends after the key area, and with --key-bytes <= KEY_SMALL the key
  * area is 2 * KEY_SMALL bytes (a smaller record costs less to reserve and to hand over). */

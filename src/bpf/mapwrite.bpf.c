@@ -179,6 +179,27 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 	return at;
 }
 
+/* A map header on the running goroutine's stack (a local map that does not escape) moves when
+ * the stack is copied; its offset from the stack top does not. Such maps are identified by
+ * STACK_MAP_TAG | goid << 30 | (g.stack.hi - header) instead of their address (R14 = g, whose
+ * first field is g.stack = {lo, hi} in every Go version). A live header below RSP is
+ * impossible, so only headers above it cost the read of g.stack; only stack maps cost the goid
+ * (unless the write already has it). Needs the goid offset. */
+static __always_inline __u64 map_identity(struct pt_regs *ctx, __u64 ptr, __u64 goid)
+{
+	__u64 stk[2];
+
+	if (!goid_offset || ptr < ctx->sp || ptr - ctx->sp >= (1ULL << 30))
+		return ptr;
+	if (read_user(stk, sizeof(stk), (void *)ctx->r14) != 0)
+		return ptr;
+	if (ptr < stk[0] || ptr >= stk[1] || stk[1] - ptr >= (1ULL << 30))
+		return ptr;
+	if (!goid && read_user(&goid, 8, (void *)(ctx->r14 + goid_offset)) != 0)
+		return ptr;
+	return STACK_MAP_TAG | ((goid & 0x1ffffffffULL) << 30) | (stk[1] - ptr);
+}
+
 /* One write into a record whose key holds `cap` bytes, followed by the stack when
  * `with_stack`. Both are constants at each call, so each shape is verified on its own. The short
  * record's key area is 2 * cap: the verifier bounds a copy's offset and length separately, so
@@ -228,6 +249,7 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 	}
 	if (write_goid && goid_offset)
 		read_user(&e->goid, 8, (void *)(ctx->r14 + goid_offset));
+	e->map_ptr = map_identity(ctx, ctx->bx, e->goid);
 
 	switch (role) {
 	case ROLE_ASSIGN_FASTSTR:
@@ -374,6 +396,7 @@ static __always_inline int handle_grow_ret(struct pt_regs *ctx)
 	g->end_ns = bpf_ktime_get_ns();
 	if (g->role == GROW_HASHGROW && read_hmap(g->map_ptr, g->after) != 0)
 		g->flags |= EV_READ_FAILED;
+	g->map_ptr = map_identity(ctx, g->map_ptr, goid);
 	/* Same ring as the writes, so the triggering write comes just before it in order; the
 	 * record size tells the two apart. */
 	if (bpf_ringbuf_output(&events, g, sizeof(*g), 0) != 0)

@@ -113,8 +113,12 @@ pub fn run_live(
     on_grow: &mut dyn FnMut(&GrowEvent),
     on_refresh: &mut dyn FnMut(Refresh) -> Result<bool>,
 ) -> Result<()> {
+    // Before any probe (calibration attaches the first): a Ctrl-C from here on ends cleanly.
+    install_signal_handlers();
     let pid = resolve_pid(args.pid, args.binary.as_deref())?;
     let exe = crate::target::exe_of(pid)?;
+    // Before anything else: an exec from here on is noticed.
+    let mut exec_watch = crate::target::ExecWatch::new(pid, &exe, false)?;
     let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
@@ -150,7 +154,6 @@ pub fn run_live(
         },
         &plans,
     )?;
-    install_signal_handlers();
 
     let live = RefCell::new((
         LiveCounts::default(),
@@ -200,6 +203,7 @@ pub fn run_live(
     let mut window_scale = 1.0f64;
     let mut planned_cycle = crate::probe::budget::PERIOD;
     let decay = 0.7f64;
+    let mut ended: Option<String> = None;
     loop {
         ring.consume()?;
         let now = Instant::now();
@@ -248,9 +252,18 @@ pub fn run_live(
                 window_end = window_start + duty.plan().0;
             }
         }
+        if ended.is_none() {
+            ended = exec_watch.exec_target().map(|new| {
+                format!(
+                    "the target (pid {pid}) executed another program ({}): the trace ended there",
+                    new.display()
+                )
+            });
+        }
         let done = stop_requested()
             || deadline.is_some_and(|d| now >= d)
-            || !crate::target::process_alive(pid);
+            || ended.is_some()
+            || crate::target::process_ended(pid);
         if now >= next_refresh || done {
             let elapsed = now - started;
             let attached_now = attached_total
@@ -310,6 +323,7 @@ pub fn run_live(
                 if args.mode == Mode::Budget {
                     report::apply_coverage(&mut rep, coverage);
                 }
+                rep.ended = ended.clone();
                 let rates: Vec<f64> = rep
                     .maps
                     .iter()
@@ -317,7 +331,7 @@ pub fn run_live(
                         counts
                             .maps
                             .values()
-                            .filter(|l| format!("{:#x}", l.map_ptr) == m.id)
+                            .filter(|l| report::map_id(l.map_ptr) == m.id)
                             .map(|l| l.window_observed as f64 / window_attached)
                             .sum()
                     })
@@ -327,7 +341,7 @@ pub fn run_live(
                     let lm = counts
                         .maps
                         .values()
-                        .find(|l| format!("{:#x}", l.map_ptr) == m.id);
+                        .find(|l| report::map_id(l.map_ptr) == m.id);
                     let per_s = (1.0 - decay) / refresh.as_secs_f64() / coverage;
                     key_rates.push(
                         lm.map(|lm| {
@@ -382,6 +396,9 @@ pub fn run_live(
     }
     session.detach();
     ring.consume()?;
+    if let Some(why) = ended {
+        eprintln!("ebpf-map-trace: {why}");
+    }
     Ok(())
 }
 

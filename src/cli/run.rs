@@ -19,7 +19,7 @@ use crate::probe::events::Record;
 use crate::probe::launch::{resolve_command, HeldChild};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, table};
-use crate::target::process_alive;
+use crate::target::{process_ended, ExecWatch};
 
 #[derive(clap::Args)]
 #[command(
@@ -71,6 +71,8 @@ enum Target {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    // Before any probe exists: a Ctrl-C or SIGTERM from here on ends with a clean detach.
+    install_signal_handlers();
     args.profile.check_writable()?;
     let (exe, mut target) = match (args.pid, args.command.first()) {
         (Some(pid), _) => (crate::target::exe_of(pid)?, Target::Running(pid)),
@@ -83,11 +85,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         (None, None) => bail!("nothing to trace: give -p PID or a command after `--` (see --help)"),
     };
-    let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let pid = match &target {
         Target::Child(c) => c.pid,
         Target::Running(p) => *p,
     };
+    // Before anything else: an exec from here on is noticed.
+    let mut watch = ExecWatch::new(pid, &exe, matches!(target, Target::Child(_)))?;
+    let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
     let mut storage = MaybeUninit::uninit();
@@ -104,7 +108,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         &plans,
     )?;
-    install_signal_handlers();
 
     let state = RefCell::new(Intake {
         stacks: args.profile.wanted().then(StackCounts::exact),
@@ -147,9 +150,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .duration
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let mut exit_status = None;
+    let mut ended = None;
     loop {
         ring.consume().context("reading events")?;
         if stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let Some(new) = watch.exec_target() {
+            ended = Some(format!(
+                "the target (pid {pid}) executed another program ({}): the trace ended there",
+                new.display()
+            ));
             break;
         }
         match &target {
@@ -160,7 +171,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 }
             }
             Target::Running(p) => {
-                if !process_alive(*p) {
+                if process_ended(*p) {
                     break;
                 }
             }
@@ -195,7 +206,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     growth.finish();
     counts.add_growth(growth.resolved);
-    let rep = report::build(
+    let mut rep = report::build(
         &bin,
         &counts,
         &report::Meta {
@@ -207,11 +218,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             redact: args.redact,
         },
     );
+    rep.ended = ended;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&rep)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     eprint!("{}", table::render(&rep));
+    if let Some(why) = &rep.ended {
+        eprintln!("ebpf-map-trace: {why}");
+    }
     if counters.lost > 0 {
         eprintln!("ebpf-map-trace: warning: {} writes were lost (ring buffer full): counts are lower bounds", counters.lost);
     }

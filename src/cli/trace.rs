@@ -90,7 +90,13 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
         {
             return;
         }
-        if args.key_filter.as_ref().is_some_and(|f| *f != key.text) {
+        // With --redact the key is shown (and may be filtered) only as its hash.
+        let shown_key = if args.live.redact {
+            crate::report::redact(&key.text)
+        } else {
+            key.text.clone()
+        };
+        if args.key_filter.as_ref().is_some_and(|f| *f != shown_key) {
             return;
         }
         let site = site_of(&bin, ev.site);
@@ -128,8 +134,8 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             pid: ev.pid,
             goid: ev.goid,
             map: &map,
-            map_id: format!("{:#x}", ev.map_ptr),
-            key: &key.text,
+            map_id: crate::report::map_id(ev.map_ptr),
+            key: &shown_key,
             function: site.function,
             file: site.file,
             line: site.line,
@@ -169,7 +175,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             }
             let l = GrowLine {
                 event: "grow",
-                map_id: format!("{:#x}", g.map_ptr),
+                map_id: crate::report::map_id(g.map_ptr),
                 growth: &growth,
             };
             println!("{}", serde_json::to_string(&l).unwrap_or_default());

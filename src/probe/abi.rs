@@ -30,6 +30,8 @@ pub const PLAN_IFACE: u8 = 3;
 pub const EV_READ_FAILED: u8 = 1;
 pub const EV_NO_PLAN: u8 = 2;
 pub const EV_TRUNCATED: u8 = 4;
+/// `map_ptr` of a map on a goroutine stack: this bit | goid << 30 | offset from the stack top.
+pub const STACK_MAP_TAG: u64 = 1 << 63;
 
 pub const CNT_HITS: u32 = 0;
 pub const CNT_LOST: u32 = 1;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::UprobeOpts;
+use libbpf_rs::{UprobeMultiOpts, UprobeOpts};
 
 use super::abi::{MapwriteSkelBuilder, COOKIE_ROLE_BITS};
 
@@ -117,7 +117,11 @@ pub fn calibrate() -> Result<Calibration> {
     rodata.target_tgid = std::process::id();
     rodata.key_bytes = 8;
     rodata.goid_offset = 16; // within the buffer R14 points at
-    open.progs.on_mapassign_multi.set_autoload(false);
+                             // The same kind of link the session uses: a uprobe_multi link needs only CAP_BPF +
+                             // CAP_PERFMON, where a perf-event uprobe of an unprivileged user is refused (EACCES).
+    let multi = super::session::uprobe_multi_supported();
+    open.progs.on_mapassign_multi.set_autoload(multi);
+    open.progs.on_mapassign.set_autoload(!multi);
     open.progs.on_grow_multi.set_autoload(false);
     open.progs.on_grow_ret_multi.set_autoload(false);
     open.progs.on_grow.set_autoload(false);
@@ -133,15 +137,27 @@ pub fn calibrate() -> Result<Calibration> {
         let (path, off) = self_file_offset(addr)?;
         time_calls(f); // warm up
         let plain = time_calls(f);
-        let opts = UprobeOpts {
-            cookie: (addr << COOKIE_ROLE_BITS) | 2,
-            ..Default::default()
-        };
-        let link = skel
-            .progs
-            .on_mapassign
-            .attach_uprobe_with_opts(std::process::id() as i32, &path, off as usize, opts)
-            .context("calibration: attaching")?;
+        let cookie = (addr << COOKIE_ROLE_BITS) | 2;
+        let pid = std::process::id() as i32;
+        let link = if multi {
+            let opts = UprobeMultiOpts {
+                offsets: vec![off as usize],
+                cookies: vec![cookie],
+                ..Default::default()
+            };
+            skel.progs
+                .on_mapassign_multi
+                .attach_uprobe_multi_with_opts(pid, &path, "", opts)
+        } else {
+            let opts = UprobeOpts {
+                cookie,
+                ..Default::default()
+            };
+            skel.progs
+                .on_mapassign
+                .attach_uprobe_with_opts(pid, &path, off as usize, opts)
+        }
+        .context("calibration: attaching")?;
         let probed = time_calls(f);
         drop(link);
         cost[i] = (probed - plain).max(0.0);

@@ -84,7 +84,7 @@ fn has_caps() -> bool {
         .is_some_and(|caps| caps & (1 << 38) != 0 && caps & (1 << 39) != 0)
 }
 
-fn uprobe_multi_supported() -> bool {
+pub(crate) fn uprobe_multi_supported() -> bool {
     // uprobe_multi links arrived in Linux 6.6.
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut parts = release.trim().split(['.', '-']);

@@ -33,7 +33,41 @@ pub struct Report {
     pub lost_events: u64,
     pub read_failures: u64,
     pub grouping: String,
+    #[serde(flatten)]
+    pub completeness: Completeness,
+    /// Why the trace ended early, when the target did something that ends it (e.g. exec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
     pub maps: Vec<MapReport>,
+}
+
+/// Whether the counts are the whole truth; when not, each reason in a sentence.
+#[derive(Serialize, Debug, Default)]
+pub struct Completeness {
+    pub complete: bool,
+    pub incomplete: Vec<String>,
+}
+
+impl Completeness {
+    pub fn of(counts: &ExactCounts, lost_events: u64) -> Completeness {
+        let mut why = Vec::new();
+        if lost_events > 0 {
+            why.push(format!(
+                "{lost_events} writes lost (ring buffer full): counts are lower bounds"
+            ));
+        }
+        if counts.read_failed > 0 {
+            why.push(format!(
+                "{} writes with keys that could not be read completely",
+                counts.read_failed
+            ));
+        }
+        why.extend(counts.incomplete_reasons());
+        Completeness {
+            complete: why.is_empty(),
+            incomplete: why,
+        }
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -55,6 +89,8 @@ pub struct MapReport {
     pub writes: u64,
     pub writes_estimated: u64,
     pub distinct_keys: usize,
+    /// Writes of keys not counted individually (the tracer's key budget was spent).
+    pub untracked_key_writes: u64,
     /// Distinct goroutines that wrote (known only where each write's goroutine is read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub goroutines: Option<usize>,
@@ -188,7 +224,7 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
                 maps.push(map_report(
                     bin,
                     m,
-                    format!("{:#x}", m.map_ptr),
+                    map_id(m.map_ptr),
                     type_name.clone(),
                     key_type.clone(),
                     1,
@@ -215,6 +251,8 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
         grouping: format!(
             "instances of one map type whose main write site is the same are listed as one group (id group:TYPE@SITE) when there are more than {GROUP_THRESHOLD}"
         ),
+        completeness: Completeness::of(counts, meta.lost_events),
+        ended: None,
         maps,
     }
 }
@@ -261,8 +299,12 @@ fn map_report(
         .iter()
         .map(|g| {
             let s = site_of(bin, g.site);
+            let mut growth = g.clone();
+            if meta.redact && !growth.key.is_empty() {
+                growth.key = redact(&growth.key);
+            }
             GrowthReport {
-                growth: g.clone(),
+                growth,
                 function: s.function,
                 file: s.file,
                 line: s.line,
@@ -292,6 +334,7 @@ fn map_report(
         writes: m.writes,
         writes_estimated: m.writes,
         distinct_keys: m.keys.len(),
+        untracked_key_writes: m.untracked_key_writes,
         goroutines: (!m.goroutines.is_empty()).then_some(m.goroutines.len()),
         len: state.as_ref().map(|s| s.len),
         grows: growth.len() as u64,
@@ -304,6 +347,18 @@ fn map_report(
         sites,
         top_keys,
         writes_per_s: None,
+    }
+}
+
+/// A map instance's id: its header address, or for a map on a goroutine stack (tagged by the
+/// BPF side, see `map_identity` in `src/bpf/mapwrite.bpf.c`) `stack:g<goid>-0x<offset from the
+/// stack top>`, which stays the same when the stack moves.
+pub fn map_id(map_ptr: u64) -> String {
+    if map_ptr & crate::probe::abi::STACK_MAP_TAG != 0 {
+        let goid = (map_ptr & !crate::probe::abi::STACK_MAP_TAG) >> 30;
+        format!("stack:g{goid}-{:#x}", map_ptr & ((1 << 30) - 1))
+    } else {
+        format!("{map_ptr:#x}")
     }
 }
 

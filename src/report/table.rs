@@ -24,6 +24,9 @@ pub fn render(r: &Report) -> String {
         r.lost_events,
         r.read_failures
     );
+    for why in &r.completeness.incomplete {
+        let _ = writeln!(o, "INCOMPLETE: {why}");
+    }
     if r.maps.is_empty() {
         let _ = writeln!(o, "\nno map writes seen");
     }

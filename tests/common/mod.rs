@@ -13,6 +13,8 @@
 //! get SIGUSR1 ([`GoProcess::start_waiting`] and [`GoProcess::release`]).
 #![allow(dead_code)]
 
+pub mod probes;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};

@@ -1,0 +1,119 @@
+//! Probe bookkeeping for the tracing tests: which BPF links a tracer holds (from
+//! `/proc/PID/fdinfo`), which the kernel still has (libbpf-rs's link iterator), and whether anything
+//! still probes a given binary (uprobe_multi/perf links naming its path, `uprobe_events` lines).
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::query::{LinkInfo, LinkInfoIter, LinkTypeInfo, PerfEventType};
+
+/// Ids of the BPF links process `pid` holds, from its fdinfo.
+pub fn links_of(pid: u32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("link_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// Every BPF link the kernel has (libbpf-rs walks the link ids; bpftool 7.1 here does not
+/// decode uprobe_multi links).
+pub fn kernel_links() -> Vec<LinkInfo> {
+    LinkInfoIter::default().collect()
+}
+
+/// Ids of the links the kernel still has.
+pub fn kernel_link_ids() -> Vec<u64> {
+    kernel_links().iter().map(|l| u64::from(l.id)).collect()
+}
+
+/// Waits (up to 20 s) for process `tracer` to hold links the kernel knows; returns their ids.
+pub fn wait_attached(tracer: u32, label: &str) -> Vec<u64> {
+    let t0 = Instant::now();
+    loop {
+        let links = links_of(tracer);
+        if !links.is_empty() && kernel_link_ids().iter().any(|id| links.contains(id)) {
+            return links;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{label}: tracer never attached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ids of links that still probe `binary`: uprobe_multi links by their path, perf-event
+/// uprobe links by their file name.
+pub fn links_naming(binary: &Path) -> Vec<u32> {
+    let canon = binary
+        .canonicalize()
+        .unwrap_or_else(|_| binary.to_path_buf());
+    kernel_links()
+        .into_iter()
+        .filter(|l| match &l.info {
+            LinkTypeInfo::UprobeMulti(u) => u.path.as_deref() == Some(canon.as_path()),
+            LinkTypeInfo::PerfEvent(p) => matches!(
+                &p.event_type,
+                PerfEventType::Uprobe { file_name: Some(f), .. } if Path::new(f) == canon
+            ),
+            _ => false,
+        })
+        .map(|l| l.id)
+        .collect()
+}
+
+/// The tracefs `uprobe_events` file, mounting tracefs at /sys/kernel/tracing if it is not.
+fn uprobe_events_file() -> String {
+    const FILE: &str = "/sys/kernel/tracing/uprobe_events";
+    if let Ok(text) = std::fs::read_to_string(FILE) {
+        return text;
+    }
+    let st = Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+        .status();
+    assert!(
+        st.is_ok_and(|s| s.success()),
+        "tracefs is not mounted and cannot be (mount -t tracefs tracefs /sys/kernel/tracing)"
+    );
+    std::fs::read_to_string(FILE).unwrap_or_else(|e| panic!("{FILE}: {e}"))
+}
+
+/// Lines of `/sys/kernel/tracing/uprobe_events` (or the debugfs copy) that name `binary`.
+pub fn uprobe_events_naming(binary: &Path) -> Vec<String> {
+    let path = binary.to_string_lossy();
+    uprobe_events_file()
+        .lines()
+        .filter(|l| l.contains(path.as_ref()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// After a tracer is gone: none of `links` remains, no link names `binary`, and no
+/// `uprobe_events` entry does.
+pub fn assert_nothing_left(links: &[u64], binary: &Path, label: &str) {
+    let left: Vec<u64> = kernel_link_ids()
+        .into_iter()
+        .filter(|id| links.contains(id))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{label}: probes left behind: links {left:?}"
+    );
+    let naming = links_naming(binary);
+    assert!(
+        naming.is_empty(),
+        "{label}: links still probe {}: {naming:?}",
+        binary.display()
+    );
+    let events = uprobe_events_naming(binary);
+    assert!(
+        events.is_empty(),
+        "{label}: uprobe_events entries left: {events:?}"
+    );
+}

@@ -1,0 +1,49 @@
+// Test program "flood" (tests/go/flood), owned by the reliability tests: -n distinct string keys
+// ("flood:" + 32 digits) written as fast as it can into one map[string]int from main.writeKey,
+// deleting each key 1024 writes later so that the program itself stays small. Counts its own
+// writes (without maps). Standard library only, Go 1.19+.
+//
+// Output: {"event":"done","writes":N,"distinct":N,"elapsed_ns":T}
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+//go:noinline
+func writeKey(m map[string]int, k string) { m[k] = 1 }
+
+func key(buf []byte, i int) string {
+	buf = append(buf[:0], "flood:"...)
+	digits := strconv.AppendInt(nil, int64(i), 10)
+	for j := len(digits); j < 32; j++ {
+		buf = append(buf, '0')
+	}
+	return string(append(buf, digits...))
+}
+
+var m = map[string]int{} // package-level: on the heap
+
+func main() {
+	n := flag.Int("n", 10000000, "distinct keys to write")
+	flag.Parse()
+	buf := make([]byte, 0, 64)
+	ring := make([]string, 1024)
+	var writes uint64
+	start := time.Now()
+	for i := 0; i < *n; i++ {
+		k := key(buf, i)
+		writeKey(m, k)
+		writes++
+		slot := i % len(ring)
+		if old := ring[slot]; old != "" {
+			delete(m, old)
+		}
+		ring[slot] = k
+	}
+	fmt.Printf("{\"event\":\"done\",\"writes\":%d,\"distinct\":%d,\"elapsed_ns\":%d}\n",
+		writes, writes, time.Since(start).Nanoseconds())
+}
