@@ -448,6 +448,7 @@ fn workload_tight_loop_counts_every_write() {
         assert!(w.progress.is_empty(), "{what}: progress without -progress");
         assert_eq!((w.done.writes, w.done.hashes), (10000, 0), "{what}");
         assert!(w.done.elapsed_ns > 0, "{what}");
+        assert!(w.done.cpu_ns > 0, "{what}: no CPU time reported");
         check_top_keys(&w.done.keys, 10000, &what);
         for k in &w.done.keys {
             let id = k

@@ -894,6 +894,8 @@ pub struct Progress {
 pub struct WorkloadDone {
     pub writes: u64,
     pub elapsed_ns: u64,
+    /// The program's own CPU time (user + system) spent during the writes.
+    pub cpu_ns: u64,
     /// SHA-256 blocks of "other work" done between paced writes (0 without `-rate`).
     pub hashes: u64,
     /// The 50 most written keys, by writes descending, then key.
