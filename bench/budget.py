@@ -7,7 +7,8 @@ with the untraced run, plus hot-key recall and time-to-rank-first. Prints a tabl
     takes one write in four; we record when it first ranks first in `top --json`.
     Recall: top-10 keys of the last snapshot vs the program's exact top-10.
 (b) tight: N writes in a tight loop (long enough, ~6 s, for the duty cycle to amortize a
-    window); slowdown = traced time / untraced time - 1.
+    window); slowdown = traced time / untraced time - 1, best of TIGHT_RUNS (env, default 3)
+    interleaved runs of each.
 Slowdowns are given twice: by the target's own CPU time (user + system, from wait4: CPU per unit
 of work, robust to other load on this 2-core machine) and by wall time / work done in the
 duration (what a user sees; noisy when other processes compete for the cores).
@@ -19,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
 GO = sys.argv[2] if len(sys.argv) > 2 else "1.26.6"
 TIGHT_WRITES = sys.argv[3] if len(sys.argv) > 3 else "300000000"
+TIGHT_RUNS = int(os.environ.get("TIGHT_RUNS", "3"))
 HOT_AFTER = DURATION / 3
 TRACER = os.path.join(ROOT, "target/release/ebpf-map-trace")
 OUT = os.path.join(ROOT, "target/bench")
@@ -83,8 +85,17 @@ def main():
     base_a, cpu_base_a = run_plain(binp, rate_args)
     traced_a, cpu_traced_a, snaps, first = run_traced(binp, rate_args, watch_hot=True)
     tight_args = ["-writes", TIGHT_WRITES]
-    base_b, cpu_base_b = run_plain(binp, tight_args)
-    traced_b, cpu_traced_b, snaps_b, _ = run_traced(binp, tight_args)
+    # The tight loop's run-to-run spread here (several %) is larger than the goal: best of
+    # TIGHT_RUNS interleaved runs each.
+    plain_runs, traced_runs = [], []
+    for _ in range(TIGHT_RUNS):
+        plain_runs.append(run_plain(binp, tight_args))
+        traced_runs.append(run_traced(binp, tight_args))
+    base_b = min((d for d, _ in plain_runs), key=lambda d: d["elapsed_ns"])
+    cpu_base_b = min(c for _, c in plain_runs)
+    traced_b = min((r[0] for r in traced_runs), key=lambda d: d["elapsed_ns"])
+    cpu_traced_b = min(r[1] for r in traced_runs)
+    snaps_b = traced_runs[-1][2]
     slow_a = 1 - traced_a["hashes"] / base_a["hashes"]
     cpu_slow_a = (cpu_traced_a / traced_a["hashes"]) / (cpu_base_a / base_a["hashes"]) - 1
     slow_b = traced_b["elapsed_ns"] / base_b["elapsed_ns"] - 1

@@ -268,28 +268,27 @@ fn daemonset_privileges_suffice_and_each_measured_one_is_needed() {
     let bin = common::build("workload", &common::newest_toolchain(), Variant::Plain);
 
     // Without SYS_PTRACE, serve -p fails with one error line.
-    for missing in ["SYS_PTRACE"] {
-        let target = GoProcess::start_waiting(&bin, &["-rate", "1000", "-duration", "60"]);
-        let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
-        let listen = http::free_addr();
-        let pid = target.pid().to_string();
-        let out = Command::new(setpriv)
-            .args(with_caps(&fewer))
-            .args(["serve", "-p", &pid, "--listen", &listen, "--duration", "10"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        drop(target);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success(),
-            "serve without {missing} must fail: {err}"
-        );
-        assert!(
-            err.contains("ebpf-map-trace: error: "),
-            "without {missing}: {err}"
-        );
-    }
+    let missing = "SYS_PTRACE";
+    let target = GoProcess::start_waiting(&bin, &["-rate", "1000", "-duration", "60"]);
+    let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
+    let listen = http::free_addr();
+    let pid = target.pid().to_string();
+    let out = Command::new(setpriv)
+        .args(with_caps(&fewer))
+        .args(["serve", "-p", &pid, "--listen", &listen, "--duration", "10"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    drop(target);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "serve without {missing} must fail: {err}"
+    );
+    assert!(
+        err.contains("ebpf-map-trace: error: "),
+        "without {missing}: {err}"
+    );
 
     // With exactly the DaemonSet's capabilities and arguments (its --binary and --listen
     // pointed at this test's target and port), serve finds the hot key.

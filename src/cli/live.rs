@@ -195,11 +195,12 @@ pub fn run_live(
     let mut attached_total = Duration::ZERO;
     let mut attached_at_refresh = Duration::ZERO;
     let mut events_at_window = 0u64;
-    let mut estimated_closed = 0.0f64;
+    let mut estimated_closed = Estimate::default();
     // The window being measured: when the probes went in (kernel clock, before and after the
-    // attach call). The one closed last, waiting for its gap: (start, attached, writes).
+    // attach call). The one closed last, waiting for its gap.
     let mut attach_bounds = (start_ns, started_ns);
-    let mut pending: Option<(u64, Duration, u64)> = None;
+    let mut pending: Option<Window> = None;
+    let mut last_closed_loop = 1.0f64;
     let mut window_scale = 1.0f64;
     let mut planned_cycle = crate::probe::budget::PERIOD;
     let decay = 0.7f64;
@@ -226,16 +227,29 @@ pub fn run_live(
                 let events = live.borrow().0.events;
                 let window_events = events - events_at_window;
                 duty.observe(window_events, on);
+                last_closed_loop = crate::probe::budget::closed_loop_factor(
+                    live.borrow_mut().0.take_threads().into_values(),
+                    on.as_secs_f64(),
+                    cost,
+                );
                 let (next_on, off) = duty.plan();
                 // Horvitz–Thompson: this window stands for itself and the gap after it, for as
                 // long as that gap really lasts (settled when the next window starts).
-                pending = Some((active_start, on, window_events));
+                pending = Some(Window {
+                    start_ns: active_start,
+                    on,
+                    writes: window_events,
+                    closed_loop: last_closed_loop,
+                });
                 events_at_window = events;
                 window_scale = (next_on + off).as_secs_f64() / next_on.as_secs_f64().max(1e-9);
                 planned_cycle = next_on + off;
                 if off.is_zero() {
                     attach_bounds = attach(&mut session)?;
-                    live.borrow_mut().0.take_span();
+                    let mut l = live.borrow_mut();
+                    l.0.take_span();
+                    l.0.take_threads();
+                    drop(l);
                     settle(&mut pending, &mut estimated_closed, attach_bounds.1);
                     window_start = Instant::now();
                     window_end = window_start + next_on;
@@ -244,7 +258,10 @@ pub fn run_live(
                 }
             } else if !session.is_attached() && now >= window_end {
                 attach_bounds = attach(&mut session)?;
-                live.borrow_mut().0.take_span();
+                let mut l = live.borrow_mut();
+                l.0.take_span();
+                l.0.take_threads();
+                drop(l);
                 settle(&mut pending, &mut estimated_closed, attach_bounds.1);
                 // events_at_window stays where the last window ended: records that arrive late
                 // (consumed during the gap) count for the next window, not for none.
@@ -274,26 +291,27 @@ pub fn run_live(
                 };
             // Coverage as the estimator sees it: observed ÷ estimated writes (each window weighted
             // by its own duty cycle); the attached-time fraction before any write is seen.
-            let coverage = match args.mode {
-                Mode::Exact => 1.0,
+            let (coverage, bias) = match args.mode {
+                Mode::Exact => (1.0, 0.0),
                 Mode::Budget => {
                     let events = live.borrow().0.events;
                     // The open window stands for the gap planned after it, unless the trace
                     // ends now: then nothing follows it.
-                    let open = if session.is_attached() {
-                        (events - events_at_window) as f64 * if done { 1.0 } else { window_scale }
-                    } else {
-                        0.0
-                    };
+                    let mut total = estimated_closed;
+                    if session.is_attached() {
+                        let scale = if done { 1.0 } else { window_scale };
+                        total.add((events - events_at_window) as f64 * scale, last_closed_loop);
+                    }
                     let mut provisional = pending;
-                    let mut gap = 0.0;
-                    settle(&mut provisional, &mut gap, kernel_now_ns());
-                    let estimated = estimated_closed + open + gap;
-                    if events > 0 && estimated > 0.0 {
-                        (events as f64 / estimated).clamp(1e-6, 1.0)
+                    settle(&mut provisional, &mut total, kernel_now_ns());
+                    if events > 0 && total.mid > 0.0 {
+                        (
+                            (events as f64 / total.mid).clamp(1e-6, 1.0),
+                            total.spread / total.mid,
+                        )
                     } else {
-                        (attached_now.as_secs_f64() / elapsed.as_secs_f64().max(1e-9))
-                            .clamp(1e-6, 1.0)
+                        let c = attached_now.as_secs_f64() / elapsed.as_secs_f64().max(1e-9);
+                        (c.clamp(1e-6, 1.0), 0.0)
                     }
                 }
             };
@@ -321,7 +339,7 @@ pub fn run_live(
                     },
                 );
                 if args.mode == Mode::Budget {
-                    report::apply_coverage(&mut rep, coverage);
+                    report::apply_coverage(&mut rep, coverage, bias);
                 }
                 rep.ended = ended.clone();
                 let rates: Vec<f64> = rep
@@ -402,12 +420,42 @@ pub fn run_live(
     Ok(())
 }
 
+/// A budget window, closed and waiting for the gap after it to end.
+#[derive(Clone, Copy)]
+struct Window {
+    /// When its probes went live (kernel clock).
+    start_ns: u64,
+    /// How long they were live.
+    on: Duration,
+    writes: u64,
+    /// `budget::closed_loop_factor` of its writes.
+    closed_loop: f64,
+}
+
+/// Estimated writes so far: the middle of the two estimates (writers unaffected by the probes,
+/// writers slowed by them) and half their difference.
+#[derive(Clone, Copy, Default)]
+struct Estimate {
+    mid: f64,
+    spread: f64,
+}
+
+impl Estimate {
+    fn add(&mut self, unaffected: f64, closed_loop: f64) {
+        self.mid += unaffected * (1.0 + closed_loop) / 2.0;
+        self.spread += unaffected * (closed_loop - 1.0) / 2.0;
+    }
+}
+
 /// Adds a finished window's writes, weighted by how long it and the gap after it lasted until
-/// `until` (the next window's start, or now), over how long it was attached.
-fn settle(pending: &mut Option<(u64, Duration, u64)>, total: &mut f64, until_ns: u64) {
-    if let Some((start, on, events)) = pending.take() {
-        let cycle = until_ns.saturating_sub(start) as f64 / 1e9;
-        *total += events as f64 * cycle / on.as_secs_f64().max(1e-9);
+/// `until_ns` (the next window's start, or now), over how long it was attached.
+fn settle(pending: &mut Option<Window>, total: &mut Estimate, until_ns: u64) {
+    if let Some(w) = pending.take() {
+        let cycle = until_ns.saturating_sub(w.start_ns) as f64 / 1e9;
+        total.add(
+            w.writes as f64 * cycle / w.on.as_secs_f64().max(1e-9),
+            w.closed_loop,
+        );
     }
 }
 

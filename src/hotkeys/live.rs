@@ -60,11 +60,37 @@ pub struct LiveCounts {
     pub read_failed: u64,
     /// Kernel times of the first and last write since `take_span` (budget windows).
     span: Option<(u64, u64)>,
+    /// Per thread since `take_threads`: writes and the kernel times of the first and last (at
+    /// most `MAX_THREADS`; the rest under thread 0).
+    threads: HashMap<u32, ThreadWrites>,
+}
+
+/// Threads told apart per budget window.
+const MAX_THREADS: usize = 4096;
+
+/// One thread's writes in a budget window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadWrites {
+    pub writes: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
 }
 
 impl LiveCounts {
     pub fn add(&mut self, ev: &WriteEvent, key: &Key, read_failed: bool) {
         self.events += 1;
+        let tid = if self.threads.len() < MAX_THREADS || self.threads.contains_key(&ev.tid) {
+            ev.tid
+        } else {
+            0
+        };
+        let t = self.threads.entry(tid).or_insert(ThreadWrites {
+            writes: 0,
+            first_ns: ev.ts_ns,
+            last_ns: ev.ts_ns,
+        });
+        t.writes += 1;
+        t.last_ns = ev.ts_ns;
         if ev.ts_ns != 0 {
             let (first, _) = self.span.unwrap_or((ev.ts_ns, ev.ts_ns));
             self.span = Some((first, ev.ts_ns));
@@ -89,6 +115,11 @@ impl LiveCounts {
         m.recent.add(&key.id, &key.text, key.truncated, 1.0);
         // Records arrive in the order they were made: the last one has the newest header.
         m.last_header = ev.header;
+    }
+
+    /// Writes per thread seen since the last call.
+    pub fn take_threads(&mut self) -> HashMap<u32, ThreadWrites> {
+        std::mem::take(&mut self.threads)
     }
 
     /// Kernel times of the first and last write seen since the last call.

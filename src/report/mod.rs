@@ -373,8 +373,9 @@ pub fn redact(text: &str) -> String {
 }
 
 /// Turns a report of observed writes into budget-mode estimates: every count is divided by the
-/// coverage (the fraction of time the probes were attached) and given a 3-sigma error bound.
-pub fn apply_coverage(r: &mut Report, coverage: f64) {
+/// coverage (observed ÷ estimated writes) and given a 3-sigma error bound plus `bias` (a
+/// fraction of the estimate: what the estimator cannot tell, see `budget::closed_loop_factor`).
+pub fn apply_coverage(r: &mut Report, coverage: f64, bias: f64) {
     use crate::probe::budget::error_bound;
     let c = coverage.clamp(1e-9, 1.0);
     r.mode = "budget";
@@ -383,7 +384,8 @@ pub fn apply_coverage(r: &mut Report, coverage: f64) {
         m.writes_estimated = (m.writes as f64 / c).round() as u64;
         for k in &mut m.top_keys {
             k.writes_estimated = (k.writes as f64 / c).round() as u64;
-            k.error_bound = error_bound(k.writes as f64, c).ceil() as u64;
+            k.error_bound =
+                (error_bound(k.writes as f64, c) + k.writes_estimated as f64 * bias).ceil() as u64;
         }
     }
 }
