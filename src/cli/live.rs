@@ -233,6 +233,12 @@ pub fn run_live(
                     cost,
                 );
                 let (next_on, off) = duty.plan();
+                let off = off.max(crate::probe::budget::gap_to_repay(
+                    window_events,
+                    cost,
+                    args.overhead,
+                    now - window_start,
+                ));
                 // Horvitz–Thompson: this window stands for itself and the gap after it, for as
                 // long as that gap really lasts (settled when the next window starts).
                 pending = Some(Window {

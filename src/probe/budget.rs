@@ -77,6 +77,16 @@ impl DutyCycle {
     }
 }
 
+/// The gap that must follow a window so that the probe time it cost the target (`writes` ×
+/// `cost_s`) stays within the budget of the whole cycle. The rate-based plan can undershoot:
+/// breakpoints go live before and die after the window the tracer measures, so the rate it sees
+/// is low, most of all for a thread that does nothing but write. At most `MAX_OFF`.
+pub fn gap_to_repay(writes: u64, cost_s: f64, overhead_percent: f64, on: Duration) -> Duration {
+    let budget = (overhead_percent / 100.0).max(1e-6);
+    let cycle = writes as f64 * cost_s / budget;
+    Duration::from_secs_f64((cycle - on.as_secs_f64()).clamp(0.0, MAX_OFF.as_secs_f64()))
+}
+
 /// How much a window's writes may understate the target's own rate. A thread that writes in a
 /// closed loop (each write follows the last as soon as it returns) is slowed by the probes: it
 /// spent a fraction s = rate × cost of the window in them, so unprobed it would write 1 / (1 − s)
@@ -172,6 +182,21 @@ mod tests {
         };
         assert!((closed_loop_factor([one].into_iter(), 1.0, 0.5) - 2.0).abs() < 1e-9);
         assert_eq!(closed_loop_factor(std::iter::empty(), 1.0, 1e-6), 1.0);
+    }
+
+    #[test]
+    fn a_window_that_spent_more_than_its_share_is_repaid_by_its_gap() {
+        // 20 000 writes at 1.5 µs = 30 ms of probes: at 1 %, a 3 s cycle.
+        let gap = gap_to_repay(20_000, 1.5e-6, 1.0, Duration::from_millis(40));
+        assert!((gap.as_secs_f64() - 2.96).abs() < 1e-9);
+        assert_eq!(
+            gap_to_repay(10, 1.5e-6, 1.0, Duration::from_millis(40)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            gap_to_repay(10_000_000, 1.5e-6, 1.0, Duration::from_millis(40)),
+            MAX_OFF
+        );
     }
 
     #[test]
