@@ -100,12 +100,16 @@ fn show(args: &Args, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<E
     super::top_ui_driver::run(&args.live, on_event, coverage)
 }
 
+/// The processes' reports so far: live ones (for the stream), every one's last report and its
+/// overhead (for `--once`), and whether any came in since the last print.
+type Latest = (Snapshots, BTreeMap<u32, (Report, f64)>, bool);
+
 /// `--binary` with `--once` or `--json`: every process of the executable (see `fleet`), one merged
 /// report per refresh as `serve`'s `/hotkeys` (`pids`, and each map's `pid`).
 fn show_fleet(args: &Args) -> Result<ExitCode> {
     crate::probe::session::preflight()?;
     super::signals::install_signal_handlers();
-    let latest: Mutex<(Snapshots, BTreeMap<u32, (Report, f64)>, bool)> = Mutex::default();
+    let latest: Mutex<Latest> = Mutex::default();
     let lock = || latest.lock().unwrap_or_else(|e| e.into_inner());
     let refresh = Duration::from_secs_f64(args.live.refresh.max(0.05));
     let mut next_print = Instant::now() + refresh;
