@@ -125,8 +125,15 @@ fn show_fleet(args: &Args) -> Result<ExitCode> {
                 Ok(true)
             })
         },
-        // A process that ended keeps its last report in `--once`; the stream drops it.
-        |pid| lock().0.retire(pid),
+        // A process that ended keeps its last report in `--once`; the stream prints its final
+        // report (if not yet printed) and then drops it.
+        |pid| {
+            let mut l = lock();
+            if args.json && !args.once && std::mem::take(&mut l.2) {
+                println!("{}", l.0.merged());
+            }
+            l.0.retire(pid)
+        },
         |_| {
             if args.json && !args.once && Instant::now() >= next_print {
                 next_print = Instant::now() + refresh;
