@@ -42,8 +42,13 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     if args.once && args.live.duration.is_none() {
         args.live.duration = Some(5.0);
     }
-    if args.live.binary.is_some() && (args.once || args.json) && !args.profile.wanted() {
-        return show_fleet(&args);
+    if args.live.binary.is_some() && !args.profile.wanted() {
+        if args.once || args.json {
+            return show_fleet(&args);
+        }
+        crate::probe::session::preflight()?;
+        super::signals::install_signal_handlers();
+        return super::top_ui_driver::run_fleet(&args.live);
     }
     if !args.profile.wanted() {
         return show(&args, &mut |_, _| {}, &mut 1.0);
