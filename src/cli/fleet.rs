@@ -107,3 +107,15 @@ pub fn follow(
         Ok(())
     })
 }
+
+/// For `top` and `trace`: at least one process of `binary` runs now, and it is a Go program we
+/// can trace (else one clear error up front instead of an empty view).
+pub fn require_running(binary: &std::path::Path) -> Result<()> {
+    let pids = crate::target::processes_of(binary)?;
+    let Some(pid) = pids.first() else {
+        anyhow::bail!("no running process of {}", binary.display());
+    };
+    let exe = crate::target::exe_of(*pid)?;
+    crate::gobin::GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
+    Ok(())
+}

@@ -42,7 +42,8 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     if args.once && args.live.duration.is_none() {
         args.live.duration = Some(5.0);
     }
-    if args.live.binary.is_some() && !args.profile.wanted() {
+    if let (Some(binary), false) = (&args.live.binary, args.profile.wanted()) {
+        super::fleet::require_running(binary)?;
         if args.once || args.json {
             return show_fleet(&args);
         }

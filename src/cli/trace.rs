@@ -99,6 +99,9 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     match args.live.pid {
         Some(pid) => trace_process(&args, pid, &stream)?,
         None => {
+            if let Some(binary) = &args.live.binary {
+                super::fleet::require_running(binary)?;
+            }
             crate::probe::session::preflight()?;
             install_signal_handlers();
             super::fleet::follow(
