@@ -27,22 +27,9 @@ fn workload() -> PathBuf {
     common::build("workload", &common::newest_toolchain(), Variant::Plain)
 }
 
-/// Whether `tracer` holds a BPF link whose probes are filtered to process `target`.
-fn linked_to(tracer: u32, target: u32) -> bool {
-    let want = format!("pid:\t{target}\n");
-    std::fs::read_dir(format!("/proc/{tracer}/fdinfo"))
-        .map(|d| d.flatten().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .any(|e| {
-            std::fs::read_to_string(e.path())
-                .is_ok_and(|s| s.contains("link_id:") && s.contains(&want))
-        })
-}
-
 fn wait_linked(tracer: &mut Tracer, target: u32) {
     let t0 = Instant::now();
-    while !linked_to(tracer.child.id(), target) {
+    while !tracer::holds_link_on(tracer.child.id(), target) {
         if let Ok(Some(st)) = tracer.child.try_wait() {
             panic!("tracer exited ({st}) before attaching to {target}");
         }
@@ -172,4 +159,21 @@ fn trace_binary_json_streams_writes_of_every_process() {
         err.contains("0 writes not shown"),
         "the merged stream stayed under --max-rate: {err}"
     );
+}
+
+#[test]
+fn binary_without_a_running_process_is_one_clear_error() {
+    for cmd in ["top", "trace"] {
+        let out = std::process::Command::new(tracer::TRACER)
+            .args([cmd, "--binary", "/nonexistent/app", "--json"])
+            .output()
+            .expect("run the tracer");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}: exit status {}", out.status);
+        assert_eq!(
+            err.trim(),
+            "ebpf-map-trace: error: no running process of /nonexistent/app",
+            "{cmd}"
+        );
+    }
 }
