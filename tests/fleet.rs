@@ -177,3 +177,80 @@ fn binary_without_a_running_process_is_one_clear_error() {
         );
     }
 }
+
+/// Runs `f` on the screen of tmux session `session` every 200 ms until it returns true.
+fn wait_screen(session: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-t", session, "-p"])
+            .output()
+            .expect("tmux capture-pane");
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if f(&screen) {
+            return screen;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "UI never showed {what}:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn top_binary_terminal_ui_lists_maps_of_both_processes() {
+    require_root();
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(tmux(&["-V"]), "tmux is needed (apt package tmux)");
+    let bin = workload();
+    let args = ["-rate", "4000", "-duration", "10", "-keys", "50"];
+    let first = GoProcess::spawn(&bin, &args);
+    let second = GoProcess::spawn(&bin, &args);
+    let session = format!("emt-fleet-{}", std::process::id());
+    let cmd = format!(
+        "{} top --binary {} --mode exact --refresh 0.3",
+        tracer::TRACER,
+        bin.display()
+    );
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "140",
+        "-y",
+        "40",
+        &cmd
+    ]));
+    let rows = |pid: u32| format!("{pid} 0x");
+    let screen = wait_screen(&session, "both processes", |s| {
+        s.contains("2 processes")
+            && s.contains(&rows(first.pid()))
+            && s.contains(&rows(second.pid()))
+    });
+    for p in [&first, &second] {
+        let line = screen.lines().find(|l| l.contains(&rows(p.pid()))).unwrap();
+        assert!(
+            line.contains(MAP),
+            "process {}'s map row: {line}\n{screen}",
+            p.pid()
+        );
+    }
+    assert!(tmux(&["send-keys", "-t", &session, "q"]));
+    let t0 = Instant::now();
+    while tmux(&["has-session", "-t", &session]) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "UI did not quit on q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop((first, second));
+}
