@@ -1,5 +1,6 @@
 //! `top`: a live view of hot keys per map — a terminal UI, or one snapshot (`--once`), or JSON
-//! lines (`--json`). Budget mode by default.
+//! lines (`--json`). Budget mode by default. With `--binary`, every process of the executable
+//! (`fleet`), merged into one report per refresh.
 use std::process::ExitCode;
 
 use std::collections::BTreeMap;

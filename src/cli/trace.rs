@@ -1,5 +1,6 @@
 //! `trace`: a stream of individual map writes (time, pid, goroutine, map, key, call site), with
 //! the goroutine's stack on request, filters, grows, and a rate limit that says what it hid.
+//! With `--binary`, every process of the executable (`fleet`), merged into one stream and limit.
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -21,7 +22,8 @@ use crate::report::site_of;
     after_help = "Examples:
   sudo ebpf-map-trace trace -p $(pidof server) --map 'map[string]*main.Session' --stack
   sudo ebpf-map-trace trace -p $(pidof server) --key user:42 --mode exact --json
-  sudo ebpf-map-trace trace -p $(pidof server) --grows --max-rate 50"
+  sudo ebpf-map-trace trace -p $(pidof server) --grows --max-rate 50
+  sudo ebpf-map-trace trace --binary /srv/app --json          # every process of /srv/app"
 )]
 pub struct Args {
     #[command(flatten)]
