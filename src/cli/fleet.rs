@@ -1,6 +1,7 @@
 //! `--binary PATH` for many processes: every process running that executable, now and later
 //! (rescanned each second; containers too, as `/proc/PID/exe` is compared by device and inode),
 //! gets its own live loop on its own thread; processes that exit are retired from the outputs.
+//! Used by `serve`, `top` and `trace` (`follow` with their own per-process loop).
 //!
 //! Why one session per process rather than one pid-less attachment for the whole inode: uprobes
 //! with a pid filter only plant breakpoints in that process's memory, so processes nobody asked
@@ -27,8 +28,37 @@ use crate::export::http::Shared;
 /// How often `/proc` is rescanned for new processes of the binary.
 const RESCAN: Duration = Duration::from_secs(1);
 
-/// Watches every process of `live.binary` until Ctrl-C, SIGTERM or `--duration`.
+/// Watches every process of `live.binary` for `serve`, publishing into `agent`.
 pub fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
+    follow(
+        live,
+        |pid| watch(live, pid, agent),
+        |pid| {
+            let mut a = lock(agent);
+            a.metrics.retire(pid);
+            a.hotkeys.retire(pid);
+        },
+        |running| lock(agent).metrics.set_targets(running),
+    )
+}
+
+/// `live` narrowed to one process of the fleet.
+pub fn one_process(live: &LiveArgs, pid: u32) -> LiveArgs {
+    let mut args = live.clone();
+    args.pid = Some(pid);
+    args.binary = None;
+    args
+}
+
+/// Runs `watch(pid)` on its own thread for every process of `live.binary`, now and later, until
+/// Ctrl-C, SIGTERM or `--duration`; `retired(pid)` after a process's loop ended, and
+/// `tick(processes running)` about every 50 ms on the calling thread.
+pub fn follow(
+    live: &LiveArgs,
+    watch: impl Fn(u32) -> Result<()> + Sync,
+    mut retired: impl FnMut(u32),
+    mut tick: impl FnMut(usize),
+) -> Result<()> {
     let binary = live
         .binary
         .as_deref()
@@ -36,6 +66,7 @@ pub fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
     let deadline = live
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let watch = &watch;
     std::thread::scope(|scope| {
         let mut running = HashMap::new();
         let mut seen = HashSet::new();
@@ -46,7 +77,7 @@ pub fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
                 for pid in crate::target::processes_of(binary)? {
                     if seen.insert(pid) {
                         eprintln!("ebpf-map-trace: tracing process {pid}");
-                        running.insert(pid, scope.spawn(move || watch(live, pid, agent)));
+                        running.insert(pid, scope.spawn(move || watch(pid)));
                     }
                 }
             }
@@ -60,11 +91,9 @@ pub fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
                 if let Some(Ok(Err(e))) = outcome {
                     eprintln!("ebpf-map-trace: process {pid}: {}", super::one_line(&e));
                 }
-                let mut a = lock(agent);
-                a.metrics.retire(pid);
-                a.hotkeys.retire(pid);
+                retired(pid);
             }
-            lock(agent).metrics.set_targets(running.len());
+            tick(running.len());
             if stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
                 request_stop();
                 break;
@@ -77,4 +106,16 @@ pub fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// For `top` and `trace`: at least one process of `binary` runs now, and it is a Go program we
+/// can trace (else one clear error up front instead of an empty view).
+pub fn require_running(binary: &std::path::Path) -> Result<()> {
+    let pids = crate::target::processes_of(binary)?;
+    let Some(pid) = pids.first() else {
+        anyhow::bail!("no running process of {}", binary.display());
+    };
+    let exe = crate::target::exe_of(*pid)?;
+    crate::gobin::GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
+    Ok(())
 }

@@ -38,7 +38,7 @@ pub struct LiveArgs {
         conflicts_with = "binary"
     )]
     pub pid: Option<u32>,
-    /// Watch the running process of this executable.
+    /// Watch every process of this executable, now and later (`--pprof`/`--folded`: the oldest).
     #[arg(long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
     /// exact: every write; budget: sampled within --overhead.

@@ -64,9 +64,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Runs the live loop on one process, publishing every refresh, until it ends.
 pub fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
-    let mut args = live.clone();
-    args.pid = Some(pid);
-    args.binary = None;
+    let args = super::fleet::one_process(live, pid);
     run_live(&args, &mut |_, _| {}, &mut |_| {}, &mut |r| {
         let mut a = lock(agent);
         a.metrics.update(pid, &r);

@@ -1,13 +1,20 @@
 //! `top`: a live view of hot keys per map — a terminal UI, or one snapshot (`--once`), or JSON
-//! lines (`--json`). Budget mode by default.
+//! lines (`--json`). Budget mode by default. With `--binary`, every process of the executable
+//! (`fleet`), merged into one report per refresh.
 use std::process::ExitCode;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::live::{run_live, LiveArgs, Mode, OnEvent};
 use super::profile::ProfileArgs;
+use crate::export::hotkeys::Snapshots;
 use crate::hotkeys::stacks::StackCounts;
 use crate::report::table;
+use crate::report::Report;
 
 #[derive(clap::Args)]
 #[command(
@@ -35,6 +42,15 @@ pub struct Args {
 pub fn run(mut args: Args) -> Result<ExitCode> {
     if args.once && args.live.duration.is_none() {
         args.live.duration = Some(5.0);
+    }
+    if let (Some(binary), false) = (&args.live.binary, args.profile.wanted()) {
+        super::fleet::require_running(binary)?;
+        if args.once || args.json {
+            return show_fleet(&args);
+        }
+        crate::probe::session::preflight()?;
+        super::signals::install_signal_handlers();
+        return super::top_ui_driver::run_fleet(&args.live);
     }
     if !args.profile.wanted() {
         return show(&args, &mut |_, _| {}, &mut 1.0);
@@ -89,4 +105,72 @@ fn show(args: &Args, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<E
         return Ok(ExitCode::SUCCESS);
     }
     super::top_ui_driver::run(&args.live, on_event, coverage)
+}
+
+/// The processes' reports so far: live ones (for the stream), every one's last report and its
+/// overhead (for `--once`), and whether any came in since the last print.
+type Latest = (Snapshots, BTreeMap<u32, (Report, f64)>, bool);
+
+/// `--binary` with `--once` or `--json`: every process of the executable (see `fleet`), one merged
+/// report per refresh as `serve`'s `/hotkeys` (`pids`, and each map's `pid`).
+fn show_fleet(args: &Args) -> Result<ExitCode> {
+    crate::probe::session::preflight()?;
+    super::signals::install_signal_handlers();
+    let latest: Mutex<Latest> = Mutex::default();
+    let lock = || latest.lock().unwrap_or_else(|e| e.into_inner());
+    let refresh = Duration::from_secs_f64(args.live.refresh.max(0.05));
+    let mut next_print = Instant::now() + refresh;
+    super::fleet::follow(
+        &args.live,
+        |pid| {
+            let live = super::fleet::one_process(&args.live, pid);
+            run_live(&live, &mut |_, _| {}, &mut |_| {}, &mut |r| {
+                let mut l = lock();
+                l.0.update(pid, &r.report);
+                l.1.insert(pid, (r.report, r.overhead_percent));
+                l.2 = true;
+                Ok(true)
+            })
+        },
+        // A process that ended keeps its last report in `--once`; the stream prints its final
+        // report (if not yet printed) and then drops it.
+        |pid| {
+            let mut l = lock();
+            if args.json && !args.once && std::mem::take(&mut l.2) {
+                println!("{}", l.0.merged());
+            }
+            l.0.retire(pid)
+        },
+        |_| {
+            if args.json && !args.once && Instant::now() >= next_print {
+                next_print = Instant::now() + refresh;
+                let mut l = lock();
+                if std::mem::take(&mut l.2) {
+                    println!("{}", l.0.merged());
+                }
+            }
+        },
+    )?;
+    let l = lock();
+    if args.once {
+        if args.json {
+            let mut all = Snapshots::default();
+            for (pid, (report, _)) in &l.1 {
+                all.update(*pid, report);
+            }
+            println!("{}", all.merged());
+        } else {
+            println!("{} processes", l.1.len());
+            for (pid, (report, overhead)) in &l.1 {
+                println!("process {pid}:");
+                print!("{}", table::render(report));
+                println!(
+                    "coverage {:.1} %, estimated overhead {:.2} %",
+                    report.coverage * 100.0,
+                    overhead
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,9 @@ pub struct Snapshot {
     pub overhead_percent: f64,
     /// Reserved; ignored.
     pub paused_collection: bool,
+    /// The process of each `report.maps[i]` when following every process of an executable
+    /// (`top --binary`); empty for one process.
+    pub map_pids: Vec<u32>,
 }
 
 /// How the selected map's hot keys are ordered.
@@ -336,9 +339,19 @@ fn draw_header(buf: &mut Buffer, area: Rect, s: &Snapshot, state: &UiState) {
         MapImpl::Swiss => "swiss",
     };
     let mut spans: Vec<Span> = pause_span(state).into_iter().collect();
+    let who = if s.map_pids.is_empty() {
+        [Span::raw(" pid "), Span::styled(t.pid.to_string(), bold)]
+    } else {
+        let mut pids = s.map_pids.clone();
+        pids.sort_unstable();
+        pids.dedup();
+        [
+            Span::raw(" "),
+            Span::styled(format!("{} processes", pids.len()), bold),
+        ]
+    };
+    spans.extend(who);
     spans.extend([
-        Span::raw(" pid "),
-        Span::styled(t.pid.to_string(), bold),
         Span::raw(" "),
         Span::styled(sanitize(binary), bold),
         Span::raw(format!(
@@ -419,7 +432,8 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
         keep,
         [
             Constraint::Fill(1),
-            Constraint::Length(16),
+            // With pids: "PID 0x…" (pid up to 7 digits).
+            Constraint::Length(if s.map_pids.is_empty() { 16 } else { 24 }),
             Constraint::Length(9),
             Constraint::Length(12),
             Constraint::Length(6),
@@ -444,16 +458,19 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
                 .copied()
                 .or(m.writes_per_s)
                 .unwrap_or(f64::NAN);
-            let id = if m.instances > 1 {
+            let mut id = if m.instances > 1 {
                 format!("group ×{}", m.instances)
             } else {
                 m.id.clone()
             };
+            if let Some(pid) = s.map_pids.get(i) {
+                id = format!("{pid} {id}");
+            }
             Row::new(pick(
                 keep,
                 [
                     Cell::from(fit(&sanitize(&m.type_name), type_w, false)),
-                    Cell::from(fit(&id, 16, false)),
+                    Cell::from(fit(&id, if s.map_pids.is_empty() { 16 } else { 24 }, false)),
                     right(fmt_rate(rate)),
                     right(display_writes(r, m.writes, m.writes_estimated).to_string()),
                     right(fmt_share(m.writes, total)),
@@ -466,7 +483,11 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
         keep,
         [
             Cell::from("type"),
-            Cell::from("id"),
+            Cell::from(if s.map_pids.is_empty() {
+                "id"
+            } else {
+                "pid id"
+            }),
             right("writes/s".into()),
             right("writes".into()),
             right("share".into()),
@@ -1038,6 +1059,7 @@ mod tests {
             key_trends: vec![vec![1.0, 0.5, 3.0], vec![1.0, 1.0]],
             overhead_percent: 2.5,
             paused_collection: false,
+            map_pids: Vec::new(),
         }
     }
 
@@ -1051,6 +1073,19 @@ mod tests {
             .lines()
             .find(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{screen}"))
+    }
+
+    #[test]
+    fn fleet_snapshot_shows_each_maps_pid_and_the_process_count() {
+        let mut s = snapshot();
+        s.map_pids = vec![101, 202];
+        let out = screen(&s, &UiState::default());
+        assert!(out.contains("2 processes"), "{out}");
+        assert!(!out.contains("pid 4242"), "{out}");
+        assert!(
+            line_with(&out, "map[int]uint64").contains("202 0xc000220000"),
+            "{out}"
+        );
     }
 
     #[test]

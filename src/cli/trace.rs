@@ -1,12 +1,16 @@
 //! `trace`: a stream of individual map writes (time, pid, goroutine, map, key, call site), with
 //! the goroutine's stack on request, filters, grows, and a rate limit that says what it hid.
+//! With `--binary`, every process of the executable (`fleet`), merged into one stream and limit.
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
 
 use super::live::{run_live, LiveArgs};
+use super::signals::install_signal_handlers;
 use crate::gobin::GoBinary;
 use crate::internals::Growth;
 use crate::report::frames::Symbolizer;
@@ -18,7 +22,8 @@ use crate::report::site_of;
     after_help = "Examples:
   sudo ebpf-map-trace trace -p $(pidof server) --map 'map[string]*main.Session' --stack
   sudo ebpf-map-trace trace -p $(pidof server) --key user:42 --mode exact --json
-  sudo ebpf-map-trace trace -p $(pidof server) --grows --max-rate 50"
+  sudo ebpf-map-trace trace -p $(pidof server) --grows --max-rate 50
+  sudo ebpf-map-trace trace --binary /srv/app --json          # every process of /srv/app"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -69,18 +74,67 @@ struct WriteLine<'a> {
     stack: Vec<Frame>,
 }
 
+/// What every process's loop shares: the clock lines are timed by, and the `--max-rate` limit
+/// over the merged stream.
+struct Stream {
+    started: Instant,
+    limit: Mutex<Limit>,
+    /// The least coverage of any process's loop.
+    coverage: Mutex<f64>,
+}
+
+#[derive(Default)]
+struct Limit {
+    second: u64,
+    shown_this_second: u64,
+    hidden: u64,
+}
+
 pub fn run(mut args: Args) -> Result<ExitCode> {
     args.live.stack = args.stack;
     args.live.goroutine_ids = true;
+    let stream = Stream {
+        started: Instant::now(),
+        limit: Mutex::default(),
+        coverage: Mutex::new(1.0),
+    };
+    match args.live.pid {
+        Some(pid) => trace_process(&args, pid, &stream)?,
+        None => {
+            if let Some(binary) = &args.live.binary {
+                super::fleet::require_running(binary)?;
+            }
+            crate::probe::session::preflight()?;
+            install_signal_handlers();
+            super::fleet::follow(
+                &args.live,
+                |pid| trace_process(&args, pid, &stream),
+                |_| {},
+                |_| {},
+            )?
+        }
+    }
+    let hidden = lock(&stream.limit).hidden;
+    eprintln!(
+        "ebpf-map-trace: {hidden} writes not shown (over --max-rate {}/s); probes attached {:.1} % of the time ({} mode)",
+        args.max_rate,
+        *lock(&stream.coverage) * 100.0,
+        if args.live.mode == super::live::Mode::Exact { "exact" } else { "budget" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Streams one process's writes into `stream` until it ends (or the trace does).
+fn trace_process(args: &Args, pid: u32, stream: &Stream) -> Result<()> {
     // Symbolization needs the binary; open it once more here (cheap) for the event hook.
-    let pid = super::live::resolve_pid(args.live.pid, args.live.binary.as_deref())?;
     let bin = GoBinary::open(&crate::target::exe_of(pid)?)?;
-    args.live.pid = Some(pid);
-    args.live.binary = None;
+    let live = super::fleet::one_process(&args.live, pid);
+    let started = stream.started;
     let mut names = Symbolizer::new(&bin);
-    let started = Instant::now();
-    let mut second = 0u64;
-    let (mut shown_this_second, mut hidden) = (0u64, 0u64);
     let mut on_event = |ev: &crate::probe::events::WriteEvent, key: &crate::keys::Key| {
         let map = names.map_type(ev.map_type).to_string();
         if args
@@ -108,15 +162,18 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             }
         }
         let t = started.elapsed().as_secs_f64();
-        if t as u64 != second {
-            second = t as u64;
-            shown_this_second = 0;
+        {
+            let mut l = lock(&stream.limit);
+            if t as u64 != l.second {
+                l.second = t as u64;
+                l.shown_this_second = 0;
+            }
+            if l.shown_this_second >= args.max_rate {
+                l.hidden += 1;
+                return;
+            }
+            l.shown_this_second += 1;
         }
-        if shown_this_second >= args.max_rate {
-            hidden += 1;
-            return;
-        }
-        shown_this_second += 1;
         let stack: Vec<Frame> = ev
             .caller_stack()
             .map(|ret| {
@@ -141,10 +198,13 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             line: site.line,
             stack,
         };
+        // One line (and its stack) at a time on the merged stream.
+        let mut out = std::io::stdout().lock();
         if args.json {
-            println!("{}", serde_json::to_string(&line).unwrap_or_default());
+            let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
         } else {
-            println!(
+            let _ = writeln!(
+                out,
                 "{:>10.6} {:>7} g{:<6} {} {:?}  {} {}:{}",
                 line.t_s,
                 line.pid,
@@ -156,7 +216,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
                 line.line
             );
             for f in &line.stack {
-                println!("{:>28} {} {}:{}", "", f.function, f.file, f.line);
+                let _ = writeln!(out, "{:>28} {} {}:{}", "", f.function, f.file, f.line);
             }
         }
     };
@@ -169,20 +229,23 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             #[derive(Serialize)]
             struct GrowLine<'a> {
                 event: &'static str,
+                pid: u32,
                 map_id: String,
                 #[serde(flatten)]
                 growth: &'a Growth,
             }
             let l = GrowLine {
                 event: "grow",
+                pid,
                 map_id: crate::report::map_id(g.map_ptr),
                 growth: &growth,
             };
             println!("{}", serde_json::to_string(&l).unwrap_or_default());
         } else {
             println!(
-                "{:>10.6} grow {:#x}: {} {}→{} {} at len {}, {:.1} µs",
+                "{:>10.6} {:>7} grow {:#x}: {} {}→{} {} at len {}, {:.1} µs",
                 started.elapsed().as_secs_f64(),
+                pid,
                 g.map_ptr,
                 growth.kind,
                 growth.old_capacity,
@@ -193,16 +256,9 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             );
         }
     };
-    let mut coverage = 1.0;
-    run_live(&args.live, &mut on_event, &mut on_grow, &mut |r| {
-        coverage = r.report.coverage;
+    run_live(&live, &mut on_event, &mut on_grow, &mut |r| {
+        let mut c = lock(&stream.coverage);
+        *c = c.min(r.report.coverage);
         Ok(true)
-    })?;
-    eprintln!(
-        "ebpf-map-trace: {hidden} writes not shown (over --max-rate {}/s); probes attached {:.1} % of the time ({} mode)",
-        args.max_rate,
-        coverage * 100.0,
-        if args.live.mode == super::live::Mode::Exact { "exact" } else { "budget" }
-    );
-    Ok(ExitCode::SUCCESS)
+    })
 }

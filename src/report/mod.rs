@@ -22,7 +22,7 @@ pub const SCHEMA: &str = "ebpf-map-trace/report/v1";
 /// than this many (maps made per request, or living on a goroutine stack).
 pub const GROUP_THRESHOLD: usize = 4;
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct Report {
     pub schema: &'static str,
     pub target: Target,
@@ -42,7 +42,7 @@ pub struct Report {
 }
 
 /// Whether the counts are the whole truth; when not, each reason in a sentence.
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Debug, Default, Clone)]
 pub struct Completeness {
     pub complete: bool,
     pub incomplete: Vec<String>,
@@ -70,7 +70,7 @@ impl Completeness {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct Target {
     pub pid: u32,
     pub binary: String,
@@ -78,7 +78,7 @@ pub struct Target {
     pub map_impl: MapImpl,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct MapReport {
     /// Header address, or `group:<type>@<site>` for grouped instances.
     pub id: String,
@@ -122,7 +122,7 @@ pub struct SiteReport {
     pub writes: u64,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct GrowthReport {
     #[serde(flatten)]
     pub growth: Growth,
@@ -131,7 +131,7 @@ pub struct GrowthReport {
     pub line: u32,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct KeyReport {
     pub key: String,
     pub writes: u64,

@@ -102,19 +102,30 @@ impl Drop for Tracer {
     }
 }
 
+/// Whether `tracer` holds a BPF link whose probes are filtered to process `target`.
+pub fn holds_link_on(tracer: u32, target: u32) -> bool {
+    let want = format!("pid:\t{target}\n");
+    link_infos(tracer).iter().any(|s| s.contains(&want))
+}
+
+/// The fdinfo text of every BPF link `tracer` holds.
+fn link_infos(tracer: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{tracer}/fdinfo"))
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|s| s.contains("link_id:"))
+        .collect()
+}
+
 /// Whether the tracer holds a BPF link on a target process. Budget mode first calibrates on
 /// probes in the tracer's own binary (links naming its path or its pid): those do not count.
 pub fn holds_target_link(tracer: u32) -> bool {
     let own_exe = std::fs::read_link(format!("/proc/{tracer}/exe")).unwrap_or_default();
     let own_name = format!("name:\t{}\n", own_exe.display());
     let own_pid = format!("pid:\t{tracer}\n");
-    std::fs::read_dir(format!("/proc/{tracer}/fdinfo"))
-        .map(|d| d.flatten().collect::<Vec<_>>())
-        .unwrap_or_default()
+    link_infos(tracer)
         .iter()
-        .any(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|s| {
-                s.contains("link_id:") && !s.contains(&own_name) && !s.contains(&own_pid)
-            })
-        })
+        .any(|s| !s.contains(&own_name) && !s.contains(&own_pid))
 }

@@ -1,0 +1,256 @@
+//! `top --binary` and `trace --binary` with real probes: two processes of one executable (the
+//! second started after the tracer), each writing a different hot key, both followed — merged
+//! top reports name both pids with each one's exact hot key; trace lines come from both pids.
+mod common;
+#[path = "support/tracer.rs"]
+mod tracer;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{GoProcess, Variant, WorkloadRun};
+use serde_json::Value;
+use tracer::Tracer;
+
+const MAP: &str = "map[string]int";
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "fleet tests need root (CAP_BPF + CAP_PERFMON)"
+    );
+}
+
+fn workload() -> PathBuf {
+    common::build("workload", &common::newest_toolchain(), Variant::Plain)
+}
+
+fn wait_linked(tracer: &mut Tracer, target: u32) {
+    let t0 = Instant::now();
+    while !tracer::holds_link_on(tracer.child.id(), target) {
+        if let Ok(Some(st)) = tracer.child.try_wait() {
+            panic!("tracer exited ({st}) before attaching to {target}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "tracer never attached to process {target}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts two `workload`s of one binary with different seeds, the second after `tracer_args`
+/// (followed by `--binary BIN`) attached to the first; releases each once the tracer is on it.
+/// Returns the tracer's stdout and stderr after SIGTERM, and each program's pid and own count.
+fn two_processes(tracer_args: &[&str]) -> (String, String, Vec<(u32, WorkloadRun)>) {
+    require_root();
+    let bin = workload();
+    let args = |seed: &'static str| {
+        [
+            "-rate",
+            "4000",
+            "-duration",
+            "2",
+            "-keys",
+            "50",
+            "-seed",
+            seed,
+        ]
+    };
+    let first = GoProcess::start_waiting(&bin, &args("1"));
+    let mut all: Vec<&str> = tracer_args.to_vec();
+    all.extend(["--binary", bin.to_str().unwrap()]);
+    let mut tracer = Tracer::spawn(&all);
+    wait_linked(&mut tracer, first.pid());
+    first.release();
+    let second = GoProcess::start_waiting(&bin, &args("2"));
+    wait_linked(&mut tracer, second.pid());
+    second.release();
+    let runs: Vec<(u32, WorkloadRun)> = [first, second]
+        .into_iter()
+        .map(|p| (p.pid(), common::parse_workload(&p.finish())))
+        .collect();
+    assert_ne!(
+        runs[0].1.done.keys[0].key, runs[1].1.done.keys[0].key,
+        "the two seeds must give different hot keys for this test to tell the processes apart"
+    );
+    // Both targets are reaped; the tracer retires them within a rescan, then ends on SIGTERM.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, out, err) = tracer.terminate();
+    assert!(status.success(), "tracer failed ({status}): {err}");
+    (out, err, runs)
+}
+
+#[test]
+fn top_binary_json_merges_every_process_with_its_own_hot_key() {
+    let (out, err, runs) = two_processes(&["top", "--json", "--mode", "exact", "--refresh", "0.3"]);
+    let reports: Vec<Value> = common::json_lines(&out);
+    assert!(!reports.is_empty(), "top printed no report; stderr: {err}");
+    assert!(
+        reports
+            .iter()
+            .any(|r| r["pids"].as_array().is_some_and(|p| p.len() == 2)),
+        "no merged report listed both processes; stderr: {err}"
+    );
+    for (pid, run) in &runs {
+        let want = &run.done.keys[0];
+        // The last report that still had this process's map (maps come by writes, so its own
+        // before encoding/json's small one of the same type): its final counts.
+        let map = reports
+            .iter()
+            .rev()
+            .find_map(|r| {
+                r["maps"]
+                    .as_array()?
+                    .iter()
+                    .find(|m| m["pid"] == *pid && m["type"] == MAP)
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("no {MAP} of process {pid} in any report; stderr: {err}"));
+        let keys = map["top_keys"].as_array().expect("top_keys");
+        let hottest = keys
+            .iter()
+            .max_by_key(|k| k["writes"].as_u64().unwrap_or(0))
+            .expect("a top key");
+        assert_eq!(
+            (hottest["key"].as_str(), hottest["writes"].as_u64()),
+            (Some(want.key.as_str()), Some(want.writes)),
+            "process {pid}: hottest key and its writes (program's own count)"
+        );
+    }
+}
+
+#[test]
+fn trace_binary_json_streams_writes_of_every_process() {
+    let (out, err, runs) =
+        two_processes(&["trace", "--json", "--mode", "exact", "--max-rate", "100000"]);
+    let lines = common::json_lines(&out);
+    for (pid, run) in &runs {
+        let writes: Vec<&Value> = lines
+            .iter()
+            // encoding/json writes a map[string]int of its own when the program prints its count.
+            .filter(|l| {
+                l["event"] == "write"
+                    && l["pid"] == *pid
+                    && l["map"] == MAP
+                    && l["function"] == "main.writeKey"
+            })
+            .collect();
+        // Exact mode, attached before the program wrote, nothing over --max-rate: every write.
+        assert_eq!(
+            writes.len() as u64,
+            run.done.writes,
+            "process {pid}: write lines vs the program's own count; stderr: {err}"
+        );
+        let hot = &run.done.keys[0];
+        let hot_lines = writes
+            .iter()
+            .filter(|l| l["key"] == hot.key.as_str())
+            .count() as u64;
+        assert_eq!(
+            hot_lines, hot.writes,
+            "process {pid}: lines of its hot key {}",
+            hot.key
+        );
+    }
+    assert!(
+        err.contains("0 writes not shown"),
+        "the merged stream stayed under --max-rate: {err}"
+    );
+}
+
+#[test]
+fn binary_without_a_running_process_is_one_clear_error() {
+    for cmd in ["top", "trace"] {
+        let out = std::process::Command::new(tracer::TRACER)
+            .args([cmd, "--binary", "/nonexistent/app", "--json"])
+            .output()
+            .expect("run the tracer");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}: exit status {}", out.status);
+        assert_eq!(
+            err.trim(),
+            "ebpf-map-trace: error: no running process of /nonexistent/app",
+            "{cmd}"
+        );
+    }
+}
+
+/// Runs `f` on the screen of tmux session `session` every 200 ms until it returns true.
+fn wait_screen(session: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-t", session, "-p"])
+            .output()
+            .expect("tmux capture-pane");
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if f(&screen) {
+            return screen;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "UI never showed {what}:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn top_binary_terminal_ui_lists_maps_of_both_processes() {
+    require_root();
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(tmux(&["-V"]), "tmux is needed (apt package tmux)");
+    let bin = workload();
+    let args = ["-rate", "4000", "-duration", "10", "-keys", "50"];
+    let first = GoProcess::spawn(&bin, &args);
+    let second = GoProcess::spawn(&bin, &args);
+    let session = format!("emt-fleet-{}", std::process::id());
+    let cmd = format!(
+        "{} top --binary {} --mode exact --refresh 0.3",
+        tracer::TRACER,
+        bin.display()
+    );
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "140",
+        "-y",
+        "40",
+        &cmd
+    ]));
+    let rows = |pid: u32| format!("{pid} 0x");
+    let screen = wait_screen(&session, "both processes", |s| {
+        s.contains("2 processes")
+            && s.contains(&rows(first.pid()))
+            && s.contains(&rows(second.pid()))
+    });
+    for p in [&first, &second] {
+        let line = screen.lines().find(|l| l.contains(&rows(p.pid()))).unwrap();
+        assert!(
+            line.contains(MAP),
+            "process {}'s map row: {line}\n{screen}",
+            p.pid()
+        );
+    }
+    assert!(tmux(&["send-keys", "-t", &session, "q"]));
+    let t0 = Instant::now();
+    while tmux(&["has-session", "-t", &session]) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "UI did not quit on q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop((first, second));
+}
