@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::signals::{install_signal_handlers, stop_requested};
 use crate::gobin::GoBinary;
-use crate::hotkeys::live::LiveCounts;
+use crate::hotkeys::live::{LiveCounts, ThreadWrites};
 use crate::internals::GrowthMatcher;
 use crate::keys::{plans_for_binary, Decoders, Key};
 use crate::probe::budget::DutyCycle;
@@ -218,17 +218,18 @@ pub fn run_live(
                 session.detach();
                 let detach_end = kernel_now_ns();
                 ring.consume()?;
+                let threads = live.borrow_mut().0.take_threads();
                 let (active_start, on) = active_window(
                     attach_bounds,
                     (detach_start, detach_end),
-                    live.borrow_mut().0.take_span(),
+                    ThreadWrites::span(threads.values()),
                 );
                 attached_total += on;
                 let events = live.borrow().0.events;
                 let window_events = events - events_at_window;
                 duty.observe(window_events, on);
                 last_closed_loop = crate::probe::budget::closed_loop_factor(
-                    live.borrow_mut().0.take_threads().into_values(),
+                    threads.into_values(),
                     on.as_secs_f64(),
                     cost,
                 );
@@ -250,24 +251,13 @@ pub fn run_live(
                 events_at_window = events;
                 window_scale = (next_on + off).as_secs_f64() / next_on.as_secs_f64().max(1e-9);
                 planned_cycle = next_on + off;
-                if off.is_zero() {
-                    attach_bounds = attach(&mut session)?;
-                    let mut l = live.borrow_mut();
-                    l.0.take_span();
-                    l.0.take_threads();
-                    drop(l);
-                    settle(&mut pending, &mut estimated_closed, attach_bounds.1);
-                    window_start = Instant::now();
-                    window_end = window_start + next_on;
-                } else {
-                    window_end = now + off;
-                }
-            } else if !session.is_attached() && now >= window_end {
+                // With no gap, the next window starts just below.
+                window_end = now + off;
+            }
+            if !session.is_attached() && now >= window_end {
                 attach_bounds = attach(&mut session)?;
-                let mut l = live.borrow_mut();
-                l.0.take_span();
-                l.0.take_threads();
-                drop(l);
+                // Writes consumed during the gap belong to no window's timing.
+                live.borrow_mut().0.take_threads();
                 settle(&mut pending, &mut estimated_closed, attach_bounds.1);
                 // events_at_window stays where the last window ended: records that arrive late
                 // (consumed during the gap) count for the next window, not for none.

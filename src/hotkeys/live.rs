@@ -58,8 +58,6 @@ pub struct LiveCounts {
     pub maps: HashMap<(u64, u64), LiveMap>,
     pub events: u64,
     pub read_failed: u64,
-    /// Kernel times of the first and last write since `take_span` (budget windows).
-    span: Option<(u64, u64)>,
     /// Per thread since `take_threads`: writes and the kernel times of the first and last (at
     /// most `MAX_THREADS`; the rest under thread 0).
     threads: HashMap<u32, ThreadWrites>,
@@ -74,6 +72,17 @@ pub struct ThreadWrites {
     pub writes: u64,
     pub first_ns: u64,
     pub last_ns: u64,
+}
+
+impl ThreadWrites {
+    /// Kernel times of the first and last of these writes (`None` without timestamps).
+    pub fn span<'a>(threads: impl IntoIterator<Item = &'a ThreadWrites>) -> Option<(u64, u64)> {
+        threads
+            .into_iter()
+            .filter(|t| t.first_ns != 0)
+            .map(|t| (t.first_ns, t.last_ns))
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+    }
 }
 
 impl LiveCounts {
@@ -91,10 +100,6 @@ impl LiveCounts {
         });
         t.writes += 1;
         t.last_ns = ev.ts_ns;
-        if ev.ts_ns != 0 {
-            let (first, _) = self.span.unwrap_or((ev.ts_ns, ev.ts_ns));
-            self.span = Some((first, ev.ts_ns));
-        }
         if read_failed {
             self.read_failed += 1;
         }
@@ -120,11 +125,6 @@ impl LiveCounts {
     /// Writes per thread seen since the last call.
     pub fn take_threads(&mut self) -> HashMap<u32, ThreadWrites> {
         std::mem::take(&mut self.threads)
-    }
-
-    /// Kernel times of the first and last write seen since the last call.
-    pub fn take_span(&mut self) -> Option<(u64, u64)> {
-        self.span.take()
     }
 
     /// Ends a window: remembers the top keys' recent weights (for trends), then decays.
@@ -203,4 +203,22 @@ impl LiveCounts {
 pub fn memory_bound_rss(key_bytes: usize, binary_size: u64) -> u64 {
     const MIB: u64 = 1 << 20;
     LiveCounts::memory_bound_bytes(key_bytes) as u64 + 65 * MIB + 3 * binary_size + 64 * MIB
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThreadWrites;
+
+    #[test]
+    fn the_span_of_a_window_runs_from_the_first_to_the_last_write_of_any_thread() {
+        let t = |first_ns, last_ns| ThreadWrites {
+            writes: 2,
+            first_ns,
+            last_ns,
+        };
+        assert_eq!(ThreadWrites::span(&[t(30, 90), t(10, 50)]), Some((10, 90)));
+        // Without timestamps (exact mode) there is no span.
+        assert_eq!(ThreadWrites::span(&[t(0, 0)]), None);
+        assert_eq!(ThreadWrites::span(&[]), None);
+    }
 }
