@@ -5,9 +5,8 @@
 //! the target goes on and exits normally with the same output as untraced.
 mod common;
 
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::probes::{assert_nothing_left, links_of};
@@ -73,14 +72,6 @@ fn seed() -> u64 {
                 .unwrap()
                 .as_nanos() as u64
         })
-}
-
-fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = r.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    })
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
@@ -191,8 +182,8 @@ fn killing_the_tracer_at_random_moments_leaves_no_probe_and_an_unharmed_target()
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let out = read_all(tracer.stdout.take().unwrap());
-            let err = read_all(tracer.stderr.take().unwrap());
+            let out = common::read_all(tracer.stdout.take().unwrap());
+            let err = common::read_all(tracer.stderr.take().unwrap());
             let launched = match target {
                 Target::Pid => None,
                 Target::Command => child_of(tracer.id()),

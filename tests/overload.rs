@@ -38,8 +38,8 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = read_all(tracer.stdout.take().unwrap());
-    let err = read_all(tracer.stderr.take().unwrap());
+    let out = common::read_all(tracer.stdout.take().unwrap());
+    let err = common::read_all(tracer.stderr.take().unwrap());
     // wait4 gives the tracer's own peak RSS (its target is its child, not ours).
     let t0 = Instant::now();
     let (status, maxrss_kib) = loop {
@@ -116,12 +116,4 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
         lost > 0 || untracked > 0,
         "the flood neither filled the ring nor the key budget: raise RELIAB_FLOOD_N"
     );
-}
-
-fn read_all(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
 }

@@ -365,8 +365,8 @@ fn top_in_budget_mode_writes_an_estimated_profile_and_folded_stacks() {
         .spawn()
         .unwrap();
     let (out, err) = (
-        drain(tracer.stdout.take().unwrap()),
-        drain(tracer.stderr.take().unwrap()),
+        common::read_all(tracer.stdout.take().unwrap()),
+        common::read_all(tracer.stderr.take().unwrap()),
     );
     // The tracer has attached when it created the files and its probes are on: wait for a link.
     let t0 = std::time::Instant::now();
@@ -428,15 +428,6 @@ fn top_in_budget_mode_writes_an_estimated_profile_and_folded_stacks() {
         in_folded, seen,
         "folded vs pprof observed writes:\n{folded}"
     );
-}
-
-fn drain(r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let mut r = r;
-        let _ = std::io::Read::read_to_string(&mut r, &mut s);
-        s
-    })
 }
 
 /// Writes made from an inlined method appear under that method, inside the functions it was

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::probes::{kernel_link_ids, wait_attached};
+use common::probes::{assert_links_gone, wait_attached};
 use serde_json::Value;
 
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
@@ -163,18 +163,6 @@ fn start_waiting(
     }
 }
 
-/// After the tracer exited, none of its links may remain in the kernel.
-fn assert_no_links_left(links: &[u64], label: &str) {
-    let left: Vec<u64> = kernel_link_ids()
-        .into_iter()
-        .filter(|id| links.contains(id))
-        .collect();
-    assert!(
-        left.is_empty(),
-        "{label}: probes left behind: links {left:?}"
-    );
-}
-
 #[test]
 fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behind() {
     require_root();
@@ -215,7 +203,7 @@ fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behin
         assert!(st.success(), "{label}: tracer exit {st:?}");
         let status = child.wait().unwrap();
         assert!(status.success(), "{label}: target harmed: {status:?}");
-        assert_no_links_left(&links, &label);
+        assert_links_gone(&links, &label);
         assert_counts_match(&label, &program, &read_json(&json), 20);
     }
 }
@@ -233,7 +221,7 @@ fn sigint_in_pid_mode_detaches_while_the_target_keeps_running() {
     let links = wait_attached(tracer.id(), "sigint");
     unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
     assert!(tracer.wait().unwrap().success());
-    assert_no_links_left(&links, "sigint");
+    assert_links_gone(&links, "sigint");
     // The target is still waiting, alive; now let it run to a normal exit.
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -290,7 +278,7 @@ fn target_exit_ends_a_pid_trace_with_its_report() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success());
-    assert_no_links_left(&links, "exit");
+    assert_links_gone(&links, "exit");
     let program: Vec<Value> = rest
         .lines()
         .filter(|l| l.starts_with('{'))

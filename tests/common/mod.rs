@@ -470,7 +470,8 @@ pub fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+/// Reads a child's pipe to its end on a thread of its own (a full pipe would block the child).
+pub fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = r.read_to_end(&mut bytes);

@@ -94,9 +94,8 @@ pub fn uprobe_events_naming(binary: &Path) -> Vec<String> {
         .collect()
 }
 
-/// After a tracer is gone: none of `links` remains, no link names `binary`, and no
-/// `uprobe_events` entry does.
-pub fn assert_nothing_left(links: &[u64], binary: &Path, label: &str) {
+/// After a tracer is gone: none of its `links` remains in the kernel.
+pub fn assert_links_gone(links: &[u64], label: &str) {
     let left: Vec<u64> = kernel_link_ids()
         .into_iter()
         .filter(|id| links.contains(id))
@@ -105,6 +104,12 @@ pub fn assert_nothing_left(links: &[u64], binary: &Path, label: &str) {
         left.is_empty(),
         "{label}: probes left behind: links {left:?}"
     );
+}
+
+/// After a tracer is gone: none of `links` remains, no link names `binary`, and no
+/// `uprobe_events` entry does.
+pub fn assert_nothing_left(links: &[u64], binary: &Path, label: &str) {
+    assert_links_gone(links, label);
     let naming = links_naming(binary);
     assert!(
         naming.is_empty(),

@@ -1,7 +1,6 @@
 //! A tracer process under test: its output drained on threads (a full pipe would block it), a
 //! wait for its probes to be attached, and a clean end with SIGTERM.
 #![allow(dead_code)] // each test file uses part of it
-use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,14 +11,6 @@ pub struct Tracer {
     pub child: Child,
     out: Option<JoinHandle<String>>,
     err: Option<JoinHandle<String>>,
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
 }
 
 impl Tracer {
@@ -39,8 +30,8 @@ impl Tracer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run the tracer");
-        let out = Some(drain(child.stdout.take().unwrap()));
-        let err = Some(drain(child.stderr.take().unwrap()));
+        let out = Some(crate::common::read_all(child.stdout.take().unwrap()));
+        let err = Some(crate::common::read_all(child.stderr.take().unwrap()));
         Tracer { child, out, err }
     }
 
