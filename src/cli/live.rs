@@ -148,8 +148,9 @@ pub fn run_live(
             pid,
             key_bytes: args.key_bytes,
             stack: args.stack,
-            // Budget estimates time each window by its writes' kernel timestamps.
-            timestamps: true,
+            // Budget estimates time each window by its writes' kernel timestamps; `trace` prints
+            // them. Exact counting does without.
+            timestamps: args.mode == Mode::Budget || args.goroutine_ids,
             goroutine_ids: args.goroutine_ids,
         },
         &plans,
