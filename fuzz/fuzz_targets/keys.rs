@@ -10,8 +10,8 @@
 #![no_main]
 
 use ebpf_map_trace::gobin::types::KeyLayout;
-use ebpf_map_trace::keys::{Encoding, KeyDecoder};
-use ebpf_map_trace::probe::events::Record;
+use ebpf_map_trace::decode::keys::{Encoding, KeyDecoder};
+use ebpf_map_trace::decode::records::Record;
 use libfuzzer_sys::fuzz_target;
 
 /// Reads one layout from `b`, advancing it; `None` when the bytes run out.

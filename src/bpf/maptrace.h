@@ -1,5 +1,5 @@
 /* Kernel-side structs shared by the BPF programs and userspace. The skeleton generates Rust
- * types for them (src/probe/abi.rs re-exports those); change them here only. */
+ * types for them (src/bpf/mod.rs re-exports those); change them here only. */
 #ifndef MAPTRACE_H
 #define MAPTRACE_H
 

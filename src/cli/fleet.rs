@@ -20,35 +20,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::live::LiveArgs;
-use super::serve::{lock, watch};
-use super::signals::{request_stop, stop_requested};
-use crate::export::http::Shared;
+use super::args::LiveArgs;
+use crate::pipeline::stop::{request_stop, stop_requested};
 
 /// How often `/proc` is rescanned for new processes of the binary.
 const RESCAN: Duration = Duration::from_secs(1);
-
-/// Watches every process of `live.binary` for `serve`, publishing into `agent`.
-pub fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
-    follow(
-        live,
-        |pid| watch(live, pid, agent),
-        |pid| {
-            let mut a = lock(agent);
-            a.metrics.retire(pid);
-            a.hotkeys.retire(pid);
-        },
-        |running| lock(agent).metrics.set_targets(running),
-    )
-}
-
-/// `live` narrowed to one process of the fleet.
-pub fn one_process(live: &LiveArgs, pid: u32) -> LiveArgs {
-    let mut args = live.clone();
-    args.pid = Some(pid);
-    args.binary = None;
-    args
-}
 
 /// Runs `watch(pid)` on its own thread for every process of `live.binary`, now and later, until
 /// Ctrl-C, SIGTERM or `--duration`; `retired(pid)` after a process's loop ended, and
@@ -74,7 +50,7 @@ pub fn follow(
         loop {
             if Instant::now() >= next_scan {
                 next_scan = Instant::now() + RESCAN;
-                for pid in crate::target::processes_of(binary)? {
+                for pid in crate::probe::process::processes_of(binary)? {
                     if seen.insert(pid) {
                         eprintln!("ebpf-map-trace: tracing process {pid}");
                         running.insert(pid, scope.spawn(move || watch(pid)));
@@ -111,11 +87,11 @@ pub fn follow(
 /// For `top` and `trace`: at least one process of `binary` runs now, and it is a Go program we
 /// can trace (else one clear error up front instead of an empty view).
 pub fn require_running(binary: &std::path::Path) -> Result<()> {
-    let pids = crate::target::processes_of(binary)?;
+    let pids = crate::probe::process::processes_of(binary)?;
     let Some(pid) = pids.first() else {
         anyhow::bail!("no running process of {}", binary.display());
     };
-    let exe = crate::target::exe_of(*pid)?;
+    let exe = crate::probe::process::exe_of(*pid)?;
     crate::gobin::GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     Ok(())
 }

@@ -91,7 +91,7 @@ pub struct PcAnswer {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let path = match (args.pid, &args.binary) {
-        (Some(pid), _) => crate::target::exe_of(pid)?,
+        (Some(pid), _) => crate::probe::process::exe_of(pid)?,
         (None, Some(p)) => p.clone(),
         (None, None) => bail!("give a binary or -p PID"),
     };

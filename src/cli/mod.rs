@@ -1,11 +1,10 @@
 //! Command-line interface: what the user typed (clap) and dispatch to one module per command.
+mod args;
 mod fleet;
 mod inspect;
-pub(crate) mod live;
 mod profile;
 mod run;
 mod serve;
-mod signals;
 mod top;
 pub mod top_ui;
 mod top_ui_driver;
@@ -46,6 +45,10 @@ enum Command {
 /// Parses arguments, runs the command, and turns any failure into one line on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Inspect(_)) {
+        // Before any probe exists: a Ctrl-C or SIGTERM from here on ends with a clean detach.
+        crate::pipeline::stop::stop_on_signals();
+    }
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),

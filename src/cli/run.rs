@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::profile::ProfileArgs;
-use super::signals::{install_signal_handlers, stop_requested};
+use crate::decode::internals::GrowthMatcher;
+use crate::decode::keys::{plans_for_binary, Decoders};
+use crate::decode::records::Record;
 use crate::gobin::GoBinary;
 use crate::hotkeys::exact::ExactCounts;
 use crate::hotkeys::stacks::StackCounts;
-use crate::internals::GrowthMatcher;
-use crate::keys::{plans_for_binary, Decoders};
-use crate::probe::events::Record;
+use crate::pipeline::stop::stop_requested;
 use crate::probe::launch::{resolve_command, HeldChild};
+use crate::probe::process::{process_ended, ExecWatch};
 use crate::probe::session::{Config, Session};
 use crate::report::{self, table};
-use crate::target::{process_ended, ExecWatch};
 
 #[derive(clap::Args)]
 #[command(
@@ -71,11 +71,9 @@ enum Target {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    // Before any probe exists: a Ctrl-C or SIGTERM from here on ends with a clean detach.
-    install_signal_handlers();
     args.profile.check_writable()?;
     let (exe, mut target) = match (args.pid, args.command.first()) {
-        (Some(pid), _) => (crate::target::exe_of(pid)?, Target::Running(pid)),
+        (Some(pid), _) => (crate::probe::process::exe_of(pid)?, Target::Running(pid)),
         (None, Some(cmd)) => {
             let exe = resolve_command(cmd)?;
             (
@@ -132,7 +130,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     if let Some(s) = stacks {
                         s.add(&ev, &key);
                     }
-                    counts.add(&ev, key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
+                    counts.add(&ev, key, ev.flags & crate::bpf::EV_READ_FAILED != 0);
                 }
                 None => {}
             }

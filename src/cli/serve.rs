@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 
-use super::live::{run_live, LiveArgs};
-use super::signals::install_signal_handlers;
+use super::args::LiveArgs;
 use crate::export::hotkeys::Snapshots;
 use crate::export::http::{Agent, HttpServer, Shared};
 use crate::export::metrics::{Exporter, KeyLabel};
+use crate::pipeline::watch::run_live;
 
 #[derive(clap::Args)]
 #[command(
@@ -27,16 +27,34 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub listen: String,
     /// How hot keys are labelled in metrics: hash (key_hash only) or value (also key="...").
-    #[arg(long, value_enum, default_value_t = KeyLabel::Hash)]
-    pub metrics_key_label: KeyLabel,
+    #[arg(long, value_enum, default_value_t = KeyLabelArg::Hash)]
+    pub metrics_key_label: KeyLabelArg,
+}
+
+/// `--metrics-key-label` as typed (the exporter's [`KeyLabel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyLabelArg {
+    /// Only `key_hash` (FNV-1a 64 of the key text, as `--redact` shows it).
+    Hash,
+    /// `key_hash` and the key itself (`key`): more cardinality, and key values leave the host.
+    Value,
+}
+
+impl From<KeyLabelArg> for KeyLabel {
+    fn from(k: KeyLabelArg) -> KeyLabel {
+        match k {
+            KeyLabelArg::Hash => KeyLabel::Hash,
+            KeyLabelArg::Value => KeyLabel::Value,
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(pid) = args.live.pid {
-        crate::target::exe_of(pid)?;
+        crate::probe::process::exe_of(pid)?;
     }
     if let Some(b) = &args.live.binary {
-        // The path may exist only inside containers (see `target::processes_of`): absolute.
+        // The path may exist only inside containers (see `probe::process::processes_of`): absolute.
         anyhow::ensure!(
             b.is_absolute() || b.exists(),
             "cannot read {}: give the executable's absolute path",
@@ -45,27 +63,39 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     crate::probe::session::preflight()?;
     let agent: Shared = Arc::new(Mutex::new(Agent {
-        metrics: Exporter::new(args.live.top, args.metrics_key_label),
+        metrics: Exporter::new(args.live.top, args.metrics_key_label.into()),
         hotkeys: Snapshots::default(),
     }));
     let http = HttpServer::start(&args.listen, agent.clone())?;
     eprintln!("ebpf-map-trace: serving http://{}/metrics", args.listen);
-    install_signal_handlers();
     let result = match args.live.pid {
         Some(pid) => {
             lock(&agent).metrics.set_targets(1);
             watch(&args.live, pid, &agent)
         }
-        None => super::fleet::watch_binary(&args.live, &agent),
+        None => watch_binary(&args.live, &agent),
     };
     drop(http);
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// Watches every process of `live.binary` (see `fleet`), publishing into `agent`.
+fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
+    super::fleet::follow(
+        live,
+        |pid| watch(live, pid, agent),
+        |pid| {
+            let mut a = lock(agent);
+            a.metrics.retire(pid);
+            a.hotkeys.retire(pid);
+        },
+        |running| lock(agent).metrics.set_targets(running),
+    )
+}
+
 /// Runs the live loop on one process, publishing every refresh, until it ends.
-pub fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
-    let args = super::fleet::one_process(live, pid);
-    run_live(&args, &mut |_, _| {}, &mut |_| {}, &mut |r| {
+fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
+    run_live(&live.options(pid), &mut |_, _| {}, &mut |_| {}, &mut |r| {
         let mut a = lock(agent);
         a.metrics.update(pid, &r);
         a.hotkeys.update(pid, &r.report);
@@ -73,6 +103,6 @@ pub fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
     })
 }
 
-pub fn lock(agent: &Shared) -> std::sync::MutexGuard<'_, Agent> {
+fn lock(agent: &Shared) -> std::sync::MutexGuard<'_, Agent> {
     agent.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::live::{run_live, LiveArgs, Mode, OnEvent};
+use super::args::{resolve_pid, LiveArgs};
 use super::profile::ProfileArgs;
 use crate::export::hotkeys::Snapshots;
 use crate::hotkeys::stacks::StackCounts;
+use crate::pipeline::watch::{run_live, OnEvent};
 use crate::report::table;
 use crate::report::Report;
+use crate::sampling::Mode;
 
 #[derive(clap::Args)]
 #[command(
@@ -49,27 +51,30 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             return show_fleet(&args);
         }
         crate::probe::session::preflight()?;
-        super::signals::install_signal_handlers();
         return super::top_ui_driver::run_fleet(&args.live);
     }
+    // One process: -p, or with --pprof/--folded the oldest of --binary.
+    let pid = resolve_pid(args.live.pid, args.live.binary.as_deref())?;
     if !args.profile.wanted() {
-        return show(&args, &mut |_, _| {}, &mut 1.0);
+        return show(&args, pid, &mut |_, _| {}, &mut 1.0);
     }
     // Stacks per write, bounded; written when top ends (symbolized from the binary, opened here).
     args.profile.check_writable()?;
-    let pid = super::live::resolve_pid(args.live.pid, args.live.binary.as_deref())?;
-    let exe = crate::target::exe_of(pid)?;
+    let exe = crate::probe::process::exe_of(pid)?;
     let bin = crate::gobin::GoBinary::open(&exe)?;
-    args.live.pid = Some(pid);
-    args.live.binary = None;
     args.live.stack = true;
     let mut stacks = StackCounts::bounded();
     let (start, started) = (std::time::SystemTime::now(), std::time::Instant::now());
     let mut coverage = 1.0;
-    let code = show(&args, &mut |ev, key| stacks.add(ev, key), &mut coverage)?;
+    let code = show(
+        &args,
+        pid,
+        &mut |ev, key| stacks.add(ev, key),
+        &mut coverage,
+    )?;
     let meta = crate::report::pprof::Meta {
         binary: exe.display().to_string(),
-        coverage: (args.live.mode == Mode::Budget).then_some(coverage),
+        coverage: (args.live.mode() == Mode::Budget).then_some(coverage),
         start,
         duration: started.elapsed(),
         redact: args.live.redact,
@@ -79,10 +84,10 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
 }
 
 /// The view itself; `coverage` is left at the last snapshot's.
-fn show(args: &Args, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<ExitCode> {
+fn show(args: &Args, pid: u32, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<ExitCode> {
     if args.once || args.json {
         let mut last = None;
-        run_live(&args.live, on_event, &mut |_| {}, &mut |r| {
+        run_live(&args.live.options(pid), on_event, &mut |_| {}, &mut |r| {
             *coverage = r.report.coverage;
             if args.json && !args.once {
                 println!("{}", serde_json::to_string(&r.report)?);
@@ -104,7 +109,7 @@ fn show(args: &Args, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<E
         }
         return Ok(ExitCode::SUCCESS);
     }
-    super::top_ui_driver::run(&args.live, on_event, coverage)
+    super::top_ui_driver::run(&args.live, pid, on_event, coverage)
 }
 
 /// The processes' reports so far: live ones (for the stream), every one's last report and its
@@ -115,7 +120,6 @@ type Latest = (Snapshots, BTreeMap<u32, (Report, f64)>, bool);
 /// report per refresh as `serve`'s `/hotkeys` (`pids`, and each map's `pid`).
 fn show_fleet(args: &Args) -> Result<ExitCode> {
     crate::probe::session::preflight()?;
-    super::signals::install_signal_handlers();
     let latest: Mutex<Latest> = Mutex::default();
     let lock = || latest.lock().unwrap_or_else(|e| e.into_inner());
     let refresh = Duration::from_secs_f64(args.live.refresh.max(0.05));
@@ -123,14 +127,18 @@ fn show_fleet(args: &Args) -> Result<ExitCode> {
     super::fleet::follow(
         &args.live,
         |pid| {
-            let live = super::fleet::one_process(&args.live, pid);
-            run_live(&live, &mut |_, _| {}, &mut |_| {}, &mut |r| {
-                let mut l = lock();
-                l.0.update(pid, &r.report);
-                l.1.insert(pid, (r.report, r.overhead_percent));
-                l.2 = true;
-                Ok(true)
-            })
+            run_live(
+                &args.live.options(pid),
+                &mut |_, _| {},
+                &mut |_| {},
+                &mut |r| {
+                    let mut l = lock();
+                    l.0.update(pid, &r.report);
+                    l.1.insert(pid, (r.report, r.overhead_percent));
+                    l.2 = true;
+                    Ok(true)
+                },
+            )
         },
         // A process that ended keeps its last report in `--once`; the stream prints its final
         // report (if not yet printed) and then drops it.

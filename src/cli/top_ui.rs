@@ -954,7 +954,7 @@ fn restore_terminal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::internals::Growth;
+    use crate::decode::internals::Growth;
     use crate::report::{GrowthReport, SiteReport, Target, SCHEMA};
 
     fn key(text: &str, writes: u64) -> KeyReport {

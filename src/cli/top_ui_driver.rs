@@ -10,16 +10,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::live::{run_live, LiveArgs, OnEvent, Refresh};
-use super::signals::{request_stop, stop_requested};
+use super::args::LiveArgs;
 use super::top_ui::{self, Snapshot};
+use crate::pipeline::stop::{request_stop, stop_requested};
+use crate::pipeline::watch::{run_live, OnEvent};
+use crate::report::live::Refresh;
 
 const LOOP_ENDED: &str = "tracing stopped";
 
-/// `on_event` sees every write (for --pprof/--folded); `coverage` is left at the last refresh's.
-pub fn run(args: &LiveArgs, on_event: &mut OnEvent<'_>, coverage: &mut f64) -> Result<ExitCode> {
+/// Process `pid`. `on_event` sees every write (for --pprof/--folded); `coverage` is left at the
+/// last refresh's.
+pub fn run(
+    args: &LiveArgs,
+    pid: u32,
+    on_event: &mut OnEvent<'_>,
+    coverage: &mut f64,
+) -> Result<ExitCode> {
     with_ui(args, |mailbox| {
-        run_live(args, on_event, &mut |_| {}, &mut |r| {
+        run_live(&args.options(pid), on_event, &mut |_| {}, &mut |r| {
             *coverage = r.report.coverage;
             if let Ok(mut slot) = mailbox.lock() {
                 *slot = Some(snapshot_of(r));
@@ -40,8 +48,7 @@ pub fn run_fleet(args: &LiveArgs) -> Result<ExitCode> {
         super::fleet::follow(
             args,
             |pid| {
-                let live = super::fleet::one_process(args, pid);
-                run_live(&live, &mut |_, _| {}, &mut |_| {}, &mut |r| {
+                run_live(&args.options(pid), &mut |_, _| {}, &mut |_| {}, &mut |r| {
                     lock().insert(pid, snapshot_of(r));
                     Ok(!stop_requested())
                 })

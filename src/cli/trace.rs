@@ -9,12 +9,13 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::live::{run_live, LiveArgs};
-use super::signals::install_signal_handlers;
+use super::args::LiveArgs;
+use crate::decode::internals::Growth;
 use crate::gobin::GoBinary;
-use crate::internals::Growth;
-use crate::report::frames::Symbolizer;
+use crate::pipeline::watch::run_live;
 use crate::report::site_of;
+use crate::report::symbolize::Symbolizer;
+use crate::sampling::Mode;
 
 #[derive(clap::Args)]
 #[command(
@@ -105,7 +106,6 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
                 super::fleet::require_running(binary)?;
             }
             crate::probe::session::preflight()?;
-            install_signal_handlers();
             super::fleet::follow(
                 &args.live,
                 |pid| trace_process(&args, pid, &stream),
@@ -119,7 +119,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
         "ebpf-map-trace: {hidden} writes not shown (over --max-rate {}/s); probes attached {:.1} % of the time ({} mode)",
         args.max_rate,
         *lock(&stream.coverage) * 100.0,
-        if args.live.mode == super::live::Mode::Exact { "exact" } else { "budget" }
+        if args.live.mode() == Mode::Exact { "exact" } else { "budget" }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -131,11 +131,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Streams one process's writes into `stream` until it ends (or the trace does).
 fn trace_process(args: &Args, pid: u32, stream: &Stream) -> Result<()> {
     // Symbolization needs the binary; open it once more here (cheap) for the event hook.
-    let bin = GoBinary::open(&crate::target::exe_of(pid)?)?;
-    let live = super::fleet::one_process(&args.live, pid);
+    let bin = GoBinary::open(&crate::probe::process::exe_of(pid)?)?;
     let started = stream.started;
     let mut names = Symbolizer::new(&bin);
-    let mut on_event = |ev: &crate::probe::events::WriteEvent, key: &crate::keys::Key| {
+    let mut on_event = |ev: &crate::decode::records::WriteEvent, key: &crate::decode::keys::Key| {
         let map = names.map_type(ev.map_type).to_string();
         if args
             .map_filter
@@ -220,7 +219,7 @@ fn trace_process(args: &Args, pid: u32, stream: &Stream) -> Result<()> {
             }
         }
     };
-    let mut on_grow = |g: &crate::probe::events::GrowEvent| {
+    let mut on_grow = |g: &crate::decode::records::GrowEvent| {
         if !args.grows {
             return;
         }
@@ -256,9 +255,14 @@ fn trace_process(args: &Args, pid: u32, stream: &Stream) -> Result<()> {
             );
         }
     };
-    run_live(&live, &mut on_event, &mut on_grow, &mut |r| {
-        let mut c = lock(&stream.coverage);
-        *c = c.min(r.report.coverage);
-        Ok(true)
-    })
+    run_live(
+        &args.live.options(pid),
+        &mut on_event,
+        &mut on_grow,
+        &mut |r| {
+            let mut c = lock(&stream.coverage);
+            *c = c.min(r.report.coverage);
+            Ok(true)
+        },
+    )
 }

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::cli::live::Refresh;
+use crate::report::live::Refresh;
 use crate::report::{redact, MapReport};
 
 /// What kind of metric a family is.
@@ -153,7 +153,7 @@ impl<M: Clone, C: MetricConstructor<M>> Series<M, C> {
 }
 
 /// How hot keys are labelled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyLabel {
     /// Only `key_hash` (FNV-1a 64 of the key text, as `--redact` shows it).
     Hash,

@@ -4,8 +4,8 @@
 //! total but not per key (`untracked_key_writes`), and the report says it is incomplete.
 use std::collections::{HashMap, HashSet};
 
-use crate::keys::Key;
-use crate::probe::events::WriteEvent;
+use crate::decode::keys::Key;
+use crate::decode::records::WriteEvent;
 
 /// Estimated bytes the stored keys and map instances may take (see [`key_cost`]).
 pub const KEY_MEMORY_BUDGET: usize = 256 << 20;
@@ -56,7 +56,7 @@ pub struct MapCounts {
     pub last_header: [u64; 4],
     pub last_inserted: bool,
     /// Growths of this map, in time order.
-    pub growth: Vec<crate::internals::Growth>,
+    pub growth: Vec<crate::decode::internals::Growth>,
 }
 
 impl MapCounts {
@@ -135,7 +135,7 @@ pub struct ExactCounts {
 
 impl ExactCounts {
     /// Attaches resolved growths to their maps (a map seen only growing gets an entry too).
-    pub fn add_growth(&mut self, resolved: Vec<((u64, u64), crate::internals::Growth)>) {
+    pub fn add_growth(&mut self, resolved: Vec<((u64, u64), crate::decode::internals::Growth)>) {
         for ((map_type, map_ptr), g) in resolved {
             self.maps
                 .entry((map_type, map_ptr))

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use super::exact::{ExactCounts, KeyCount, MapCounts};
 use super::sketch::TopK;
-use crate::keys::Key;
-use crate::probe::events::WriteEvent;
+use crate::decode::keys::Key;
+use crate::decode::records::WriteEvent;
+use crate::sampling::ThreadWrites;
 
 /// Keys tracked per map and sketch.
 pub const KEYS_PER_MAP: usize = 256;
@@ -65,25 +66,6 @@ pub struct LiveCounts {
 
 /// Threads told apart per budget window.
 const MAX_THREADS: usize = 4096;
-
-/// One thread's writes in a budget window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ThreadWrites {
-    pub writes: u64,
-    pub first_ns: u64,
-    pub last_ns: u64,
-}
-
-impl ThreadWrites {
-    /// Kernel times of the first and last of these writes (`None` without timestamps).
-    pub fn span<'a>(threads: impl IntoIterator<Item = &'a ThreadWrites>) -> Option<(u64, u64)> {
-        threads
-            .into_iter()
-            .filter(|t| t.first_ns != 0)
-            .map(|t| (t.first_ns, t.last_ns))
-            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
-    }
-}
 
 impl LiveCounts {
     pub fn add(&mut self, ev: &WriteEvent, key: &Key, read_failed: bool) {
@@ -203,22 +185,4 @@ impl LiveCounts {
 pub fn memory_bound_rss(key_bytes: usize, binary_size: u64) -> u64 {
     const MIB: u64 = 1 << 20;
     LiveCounts::memory_bound_bytes(key_bytes) as u64 + 65 * MIB + 3 * binary_size + 64 * MIB
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ThreadWrites;
-
-    #[test]
-    fn the_span_of_a_window_runs_from_the_first_to_the_last_write_of_any_thread() {
-        let t = |first_ns, last_ns| ThreadWrites {
-            writes: 2,
-            first_ns,
-            last_ns,
-        };
-        assert_eq!(ThreadWrites::span(&[t(30, 90), t(10, 50)]), Some((10, 90)));
-        // Without timestamps (exact mode) there is no span.
-        assert_eq!(ThreadWrites::span(&[t(0, 0)]), None);
-        assert_eq!(ThreadWrites::span(&[]), None);
-    }
 }

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use super::sketch::TopK;
-use crate::keys::Key;
-use crate::probe::events::WriteEvent;
+use crate::decode::keys::Key;
+use crate::decode::records::WriteEvent;
 
 /// Distinct (stack, map type) entries tracked in bounded mode.
 pub const MAX_STACKS: usize = 1024;
@@ -209,7 +209,7 @@ impl StackCounts {
 
     /// Bytes the bounded mode can occupy at most, whatever the keys and stacks.
     pub fn memory_bound_bytes(key_bytes: usize) -> usize {
-        let frames = crate::probe::events::stack_frames();
+        let frames = crate::decode::records::stack_frames();
         MAX_STACKS * (TopK::memory_bound_bytes(KEYS_PER_STACK, key_bytes) + frames * 8 + 256)
             + MAX_OTHER_TYPES * 64
     }

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{UprobeMultiOpts, UprobeOpts};
 
-use super::abi::{MapwriteSkelBuilder, COOKIE_ROLE_BITS};
+use crate::bpf::{MapwriteSkelBuilder, COOKIE_ROLE_BITS};
 
 // The probed functions, and callers that load RBX (map header), RCX (key) and R14 (g) with a
 // pointer to real memory (the first argument) as a Go map write would, so the probe does the

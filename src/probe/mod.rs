@@ -1,9 +1,9 @@
-//! Loading the BPF programs, attaching them to a process (exact mode: probes stay attached), and
-//! taking in their events. `abi` mirrors the kernel-side structs; `launch` starts a command held
-//! before exec so it is traced from its first instruction.
-pub mod abi;
-pub mod budget;
+//! The kernel side at run time, as the OS sees it: loading the BPF programs configured for one
+//! process and attaching them to its map functions (`session`: exact mode keeps them attached,
+//! budget mode attaches and detaches them per window), starting a command held before exec so
+//! it is traced from its first instruction (`launch`), measuring what one probed write costs
+//! (`calibrate`), and the traced process in /proc (`process`).
 pub mod calibrate;
-pub mod events;
 pub mod launch;
+pub mod process;
 pub mod session;

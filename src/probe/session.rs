@@ -8,9 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, UprobeMultiOpts, UprobeOpts};
 
-use super::abi::{self, KeyPlan, MapwriteSkel, MapwriteSkelBuilder, COOKIE_ROLE_BITS, KEY_MAX};
-use crate::gobin::{Arch, GoBinary, ProbeSite};
-use crate::keys::Plan;
+use crate::bpf::{self, KeyPlan, MapwriteSkel, MapwriteSkelBuilder, COOKIE_ROLE_BITS, KEY_MAX};
+use crate::gobin::{Arch, GoBinary, ProbeSite, Role};
 
 pub struct Config {
     pub pid: u32,
@@ -104,7 +103,7 @@ pub fn assign_sites(bin: &GoBinary) -> Result<Vec<(ProbeSite, u64, u8)>> {
     }
     let mut out = Vec::new();
     for site in bin.map_functions() {
-        let Some(role) = abi::probe_role(site.role) else {
+        let Some(role) = probe_role(site.role) else {
             continue;
         };
         let point = site
@@ -117,6 +116,30 @@ pub fn assign_sites(bin: &GoBinary) -> Result<Vec<(ProbeSite, u64, u8)>> {
         bail!("no map-assign function found in the binary: it never writes a Go map (or they were renamed)");
     }
     Ok(out)
+}
+
+/// `enum grow_role` for a growth function we probe; `None` for the others (`(*table).grow` and
+/// `split` run inside `rehash`, whose probes already cover them).
+pub fn grow_role(role: Role) -> Option<u32> {
+    Some(match role {
+        Role::HashGrow => bpf::GROW_HASHGROW,
+        Role::GrowToSmall => bpf::GROW_TO_SMALL,
+        Role::GrowToTable => bpf::GROW_TO_TABLE,
+        Role::TableRehash => bpf::GROW_REHASH,
+        _ => return None,
+    })
+}
+
+/// `enum probe_role` for an assign function; `None` for roles the write probe does not handle.
+pub fn probe_role(role: Role) -> Option<u8> {
+    Some(match role {
+        Role::Assign => 0,
+        Role::AssignFast32 => 1,
+        Role::AssignFast64 => 2,
+        Role::AssignFast64Ptr => 3,
+        Role::AssignFastStr => 4,
+        _ => return None,
+    })
 }
 
 /// Bytes of a plain-old-data value.
@@ -132,7 +155,7 @@ impl<'obj> Session<'obj> {
         bin: &GoBinary,
         exe: &Path,
         cfg: &Config,
-        plans: &[(u64, Plan)],
+        plans: &[(u64, KeyPlan)],
     ) -> Result<Session<'obj>> {
         preflight()?;
         let sites = assign_sites(bin)?;
@@ -160,18 +183,9 @@ impl<'obj> Session<'obj> {
         open.progs.on_grow_ret.set_autoload(!multi);
         let skel = open.load().map_err(|e| load_error(e.into()))?;
         for (addr, plan) in plans {
-            let mut kp = KeyPlan {
-                key_size: plan.key_size,
-                kind: plan.kind,
-                nstrings: plan.string_offsets.len() as u8,
-                ..Default::default()
-            };
-            for (i, off) in plan.string_offsets.iter().enumerate() {
-                kp.string_offsets[i] = *off;
-            }
             skel.maps
                 .plans
-                .update(&addr.to_le_bytes(), pod_bytes(&kp), MapFlags::ANY)
+                .update(&addr.to_le_bytes(), pod_bytes(plan), MapFlags::ANY)
                 .context("installing a key plan")?;
         }
         let cookie = |link_addr: u64, role: u64| (link_addr << COOKIE_ROLE_BITS) | role;
@@ -185,7 +199,7 @@ impl<'obj> Session<'obj> {
         let (mut entries, mut rets) = (Vec::new(), Vec::new());
         let mut warnings = Vec::new();
         for site in bin.map_functions() {
-            let Some(role) = abi::grow_role(site.role) else {
+            let Some(role) = grow_role(site.role) else {
                 continue;
             };
             match &site.probe {
@@ -282,9 +296,9 @@ impl<'obj> Session<'obj> {
                 .unwrap_or(0)
         };
         Counters {
-            hits: read(abi::CNT_HITS),
-            lost: read(abi::CNT_LOST),
-            read_failed: read(abi::CNT_READ_FAILED),
+            hits: read(bpf::CNT_HITS),
+            lost: read(bpf::CNT_LOST),
+            read_failed: read(bpf::CNT_READ_FAILED),
         }
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::frames::{Symbolizer, OTHER_STACKS, TRUNCATED};
+use super::symbolize::{Symbolizer, OTHER_STACKS, TRUNCATED};
 use crate::gobin::GoBinary;
 use crate::hotkeys::stacks::StackCounts;
 

@@ -1,20 +1,21 @@
 //! The report: what was measured, as the versioned JSON schema `ebpf-map-trace/report/v1`
 //! (`json`) and as a table for the terminal (`table`). Built from exact counts plus what the
 //! binary says about types and sites. Writes by goroutine stack go out as a pprof profile
-//! (`pprof`) and as folded stacks (`folded`), named by `frames`.
+//! (`pprof`) and as folded stacks (`folded`), named by `symbolize`. `live` is what each refresh of a live view carries.
 pub mod folded;
-pub mod frames;
+pub mod live;
 pub mod pprof;
+pub mod symbolize;
 pub mod table;
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::decode::internals::{capacity_from_growth, header_state, Growth};
 use crate::gobin::types::Detail;
 use crate::gobin::{GoBinary, MapImpl};
 use crate::hotkeys::exact::{ExactCounts, MapCounts};
-use crate::internals::{capacity_from_growth, header_state, Growth};
 
 pub const SCHEMA: &str = "ebpf-map-trace/report/v1";
 
@@ -354,8 +355,8 @@ fn map_report(
 /// BPF side, see `map_identity` in `src/bpf/mapwrite.bpf.c`) `stack:g<goid>-0x<offset from the
 /// stack top>`, which stays the same when the stack moves.
 pub fn map_id(map_ptr: u64) -> String {
-    if map_ptr & crate::probe::abi::STACK_MAP_TAG != 0 {
-        let goid = (map_ptr & !crate::probe::abi::STACK_MAP_TAG) >> 30;
+    if map_ptr & crate::bpf::STACK_MAP_TAG != 0 {
+        let goid = (map_ptr & !crate::bpf::STACK_MAP_TAG) >> 30;
         format!("stack:g{goid}-{:#x}", map_ptr & ((1 << 30) - 1))
     } else {
         format!("{map_ptr:#x}")
@@ -374,9 +375,9 @@ pub fn redact(text: &str) -> String {
 
 /// Turns a report of observed writes into budget-mode estimates: every count is divided by the
 /// coverage (observed ÷ estimated writes) and given a 3-sigma error bound plus `bias` (a
-/// fraction of the estimate: what the estimator cannot tell, see `budget::closed_loop_factor`).
+/// fraction of the estimate: what the estimator cannot tell, see `sampling::duty::closed_loop_factor`).
 pub fn apply_coverage(r: &mut Report, coverage: f64, bias: f64) {
-    use crate::probe::budget::error_bound;
+    use crate::sampling::duty::error_bound;
     let c = coverage.clamp(1e-9, 1.0);
     r.mode = "budget";
     r.coverage = c;

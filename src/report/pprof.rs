@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::frames::{Frame, Symbolizer, OTHER_KEYS, OTHER_STACKS, TRUNCATED};
+use super::symbolize::{Frame, Symbolizer, OTHER_KEYS, OTHER_STACKS, TRUNCATED};
 use crate::gobin::GoBinary;
 use crate::hotkeys::stacks::StackCounts;
 

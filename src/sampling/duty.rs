@@ -5,7 +5,7 @@
 //! this kernel, so windows are at least `MIN_ON` long and periods at least `PERIOD`.
 use std::time::Duration;
 
-use crate::hotkeys::live::ThreadWrites;
+use super::ThreadWrites;
 
 /// Length of one attach/detach cycle at full load.
 pub const PERIOD: Duration = Duration::from_secs(1);

@@ -3,8 +3,8 @@
 //! text as Go's `%v` prints it.
 use std::collections::HashMap;
 
+use crate::bpf::{KeyPlan, PLAN_EFACE, PLAN_IFACE, PLAN_MAX_STRINGS, PLAN_RAW, PLAN_STRINGS};
 use crate::gobin::types::{KeyLayout, TypeReader};
-use crate::probe::abi::{PLAN_EFACE, PLAN_IFACE, PLAN_MAX_STRINGS, PLAN_RAW, PLAN_STRINGS};
 
 /// How `runtime.mapassign` keys of one map type are captured in BPF (mirrors `struct key_plan`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,22 @@ impl Plan {
             string_offsets: offsets.into_iter().map(|o| o as u16).collect(),
             partial,
         }
+    }
+}
+
+impl Plan {
+    /// The plan as the BPF side reads it (`struct key_plan`).
+    pub fn to_bpf(&self) -> KeyPlan {
+        let mut kp = KeyPlan {
+            key_size: self.key_size,
+            kind: self.kind,
+            nstrings: self.string_offsets.len() as u8,
+            ..Default::default()
+        };
+        for (slot, off) in kp.string_offsets.iter_mut().zip(&self.string_offsets) {
+            *slot = *off;
+        }
+        kp
     }
 }
 
@@ -481,10 +497,10 @@ impl Decoders {
     /// Decodes the key of one write event.
     pub fn decode(
         &mut self,
-        ev: &crate::probe::events::WriteEvent,
+        ev: &crate::decode::records::WriteEvent,
         types: Option<&TypeReader<'_>>,
     ) -> Key {
-        use crate::probe::abi::{
+        use crate::bpf::{
             EV_NO_PLAN, ROLE_ASSIGN_FAST32, ROLE_ASSIGN_FAST64PTR, ROLE_ASSIGN_FASTSTR,
         };
         let d = self.for_map_type(ev.map_type, types);
@@ -499,8 +515,8 @@ impl Decoders {
 }
 
 /// Key plans for every map type in the binary whose keys go through `runtime.mapassign`
-/// (non-fast keys), keyed by the map type's link-time address.
-pub fn plans_for_binary(types: &TypeReader<'_>) -> Vec<(u64, Plan)> {
+/// (non-fast keys), keyed by the map type's link-time address, as the BPF side reads them.
+pub fn plans_for_binary(types: &TypeReader<'_>) -> Vec<(u64, KeyPlan)> {
     types
         .map_types()
         .into_iter()
@@ -510,7 +526,7 @@ pub fn plans_for_binary(types: &TypeReader<'_>) -> Vec<(u64, Plan)> {
             };
             let size = types.read(key).ok()?.size;
             let layout = types.key_layout(key).ok()?;
-            Some((t.addr, Plan::for_layout(&layout, size)))
+            Some((t.addr, Plan::for_layout(&layout, size).to_bpf()))
         })
         .collect()
 }

@@ -1,5 +1,6 @@
-//! The kernel-side ABI in Rust: the skeleton generated from `src/bpf/*.bpf.c` and the constants
-//! of `src/bpf/maptrace.h` that the skeleton does not carry (enums and defines).
+//! The kernel side: the BPF programs (`mapwrite.bpf.c`) and `maptrace.h`, the one contract
+//! between C and Rust. This module is that contract in Rust: the skeleton libbpf-cargo generates
+//! from the compiled object (programs, maps, rodata, and the record and plan structs).
 #[allow(
     clippy::all,
     dead_code,
@@ -15,8 +16,6 @@ pub use skel::types::{
     write_event as RawWriteEvent,
 };
 pub use skel::*;
-
-use crate::gobin::Role;
 
 pub const KEY_MAX: usize = 256;
 pub const PLAN_MAX_STRINGS: usize = 4;
@@ -47,30 +46,6 @@ pub const GROW_HASHGROW: u32 = 1;
 pub const GROW_TO_SMALL: u32 = 2;
 pub const GROW_TO_TABLE: u32 = 3;
 pub const GROW_REHASH: u32 = 4;
-
-/// `enum grow_role` for a growth function we probe; `None` for the others (`(*table).grow` and
-/// `split` run inside `rehash`, whose probes already cover them).
-pub fn grow_role(role: Role) -> Option<u32> {
-    Some(match role {
-        Role::HashGrow => GROW_HASHGROW,
-        Role::GrowToSmall => GROW_TO_SMALL,
-        Role::GrowToTable => GROW_TO_TABLE,
-        Role::TableRehash => GROW_REHASH,
-        _ => return None,
-    })
-}
-
-/// `enum probe_role` for an assign function; `None` for roles the write probe does not handle.
-pub fn probe_role(role: Role) -> Option<u8> {
-    Some(match role {
-        Role::Assign => 0,
-        Role::AssignFast32 => 1,
-        Role::AssignFast64 => 2,
-        Role::AssignFast64Ptr => 3,
-        Role::AssignFastStr => 4,
-        _ => return None,
-    })
-}
 
 /// Size of the fixed part of a write event (before the key bytes).
 pub const EVENT_HEADER: usize = std::mem::offset_of!(RawWriteEvent, key);

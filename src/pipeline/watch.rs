@@ -1,106 +1,49 @@
-//! The live loop shared by `top` and `trace`: attach to a running process, keep the probes on a
-//! duty cycle (budget mode) or always on (exact), take in events, and every refresh hand the
-//! caller a report of what was seen. Owns the target resolution for `-p PID | --binary PATH`.
+//! The live loop shared by `top`, `trace` and `serve`: attach to a running process, keep the
+//! probes on a duty cycle (budget mode) or always on (exact), take in events, and every refresh
+//! hand the caller a report of what was seen.
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use super::signals::{install_signal_handlers, stop_requested};
+use super::stop::stop_requested;
+use crate::decode::internals::GrowthMatcher;
+use crate::decode::keys::{plans_for_binary, Decoders, Key};
+use crate::decode::records::{GrowEvent, Record, WriteEvent};
 use crate::gobin::GoBinary;
-use crate::hotkeys::live::{LiveCounts, ThreadWrites};
-use crate::internals::GrowthMatcher;
-use crate::keys::{plans_for_binary, Decoders, Key};
-use crate::probe::budget::DutyCycle;
+use crate::hotkeys::live::LiveCounts;
 use crate::probe::calibrate::{calibrate, Calibration};
-use crate::probe::events::{GrowEvent, Record, WriteEvent};
 use crate::probe::session::{Config, Session};
-use crate::report::{self, Report};
+use crate::report;
+use crate::report::live::Refresh;
+use crate::sampling::duty::DutyCycle;
+use crate::sampling::Mode;
+use crate::sampling::ThreadWrites;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Probes always attached: every write counted.
-    Exact,
-    /// Probes attached part of the time to keep the target's slowdown under --overhead.
-    Budget,
-}
-
-/// Options every live command takes.
-#[derive(clap::Args, Clone, Debug)]
-pub struct LiveArgs {
-    /// Process to watch.
-    #[arg(
-        short,
-        long,
-        required_unless_present = "binary",
-        conflicts_with = "binary"
-    )]
-    pub pid: Option<u32>,
-    /// Watch every process of this executable, now and later (`--pprof`/`--folded`: the oldest).
-    #[arg(long, value_name = "PATH")]
-    pub binary: Option<PathBuf>,
-    /// exact: every write; budget: sampled within --overhead.
-    #[arg(long, value_enum, default_value_t = Mode::Budget)]
+/// What a live loop is asked to do (`cli` builds it from the command line).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The process to watch.
+    pub pid: u32,
     pub mode: Mode,
     /// Budget mode: allowed slowdown of the target, in percent.
-    #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
     pub overhead: f64,
-    /// Keys shown per map.
-    #[arg(long, default_value_t = 10)]
+    /// Keys reported per map.
     pub top: usize,
     /// Bytes of each key captured (at most 256).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub key_bytes: u32,
-    /// Show keys only as hashes.
-    #[arg(long)]
+    /// Keys only as hashes.
     pub redact: bool,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
     /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     pub refresh: f64,
-    /// Capture goroutine stacks (set by `trace --stack`).
-    #[arg(skip)]
+    /// Capture goroutine stacks (`trace --stack`, `--pprof`, `--folded`).
     pub stack: bool,
-    /// Capture each write's goroutine id (set by `trace`).
-    #[arg(skip)]
+    /// Capture each write's goroutine id (`trace`).
     pub goroutine_ids: bool,
-}
-
-/// Resolves `-p PID | --binary PATH` to one running process.
-pub fn resolve_pid(pid: Option<u32>, binary: Option<&Path>) -> Result<u32> {
-    if let Some(pid) = pid {
-        crate::target::exe_of(pid)?;
-        return Ok(pid);
-    }
-    let binary = binary.context("give -p PID or --binary PATH")?;
-    let pids = crate::target::processes_of(binary)?;
-    match pids.as_slice() {
-        [] => bail!("no running process of {}", binary.display()),
-        [p] => Ok(*p),
-        [p, ..] => {
-            eprintln!(
-                "ebpf-map-trace: {} processes run {}; watching the oldest, {p} (-p to choose)",
-                pids.len(),
-                binary.display()
-            );
-            Ok(*p)
-        }
-    }
-}
-
-/// What each refresh gives the caller.
-pub struct Refresh {
-    pub report: Report,
-    /// Writes per second per `report.maps[i]` over the last refresh (estimated).
-    pub map_rates: Vec<f64>,
-    pub overhead_percent: f64,
-    /// Estimated writes per second of every key tracked per `report.maps[i]` (at most
-    /// `hotkeys::live::KEYS_PER_MAP`), for distributions (`serve`'s histogram).
-    pub key_rates: Vec<Vec<f64>>,
 }
 
 /// Per-event hook (for `trace`): the event and its decoded key.
@@ -108,17 +51,15 @@ pub type OnEvent<'a> = dyn FnMut(&WriteEvent, &Key) + 'a;
 
 /// Runs until Ctrl-C, `--duration`, the target's exit, or `on_refresh` returns false.
 pub fn run_live(
-    args: &LiveArgs,
+    args: &Options,
     on_event: &mut OnEvent<'_>,
     on_grow: &mut dyn FnMut(&GrowEvent),
     on_refresh: &mut dyn FnMut(Refresh) -> Result<bool>,
 ) -> Result<()> {
-    // Before any probe (calibration attaches the first): a Ctrl-C from here on ends cleanly.
-    install_signal_handlers();
-    let pid = resolve_pid(args.pid, args.binary.as_deref())?;
-    let exe = crate::target::exe_of(pid)?;
+    let pid = args.pid;
+    let exe = crate::probe::process::exe_of(pid)?;
     // Before anything else: an exec from here on is noticed.
-    let mut exec_watch = crate::target::ExecWatch::new(pid, &exe, false)?;
+    let mut exec_watch = crate::probe::process::ExecWatch::new(pid, &exe, false)?;
     let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
@@ -175,7 +116,7 @@ pub fn run_live(
                 let (counts, decoders, growth) = &mut *st;
                 let key = decoders.decode(&ev, types.as_ref());
                 growth.on_write(&ev, &key.text);
-                counts.add(&ev, &key, ev.flags & crate::probe::abi::EV_READ_FAILED != 0);
+                counts.add(&ev, &key, ev.flags & crate::bpf::EV_READ_FAILED != 0);
                 (hooks.borrow_mut().0)(&ev, &key);
             }
             None => {}
@@ -192,7 +133,7 @@ pub fn run_live(
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let mut next_refresh = started + refresh;
     let mut window_start = started;
-    let mut window_end = started + crate::probe::budget::MIN_ON.max(Duration::from_millis(100));
+    let mut window_end = started + crate::sampling::duty::MIN_ON.max(Duration::from_millis(100));
     let mut attached_total = Duration::ZERO;
     let mut attached_at_refresh = Duration::ZERO;
     let mut events_at_window = 0u64;
@@ -203,7 +144,7 @@ pub fn run_live(
     let mut pending: Option<Window> = None;
     let mut last_closed_loop = 1.0f64;
     let mut window_scale = 1.0f64;
-    let mut planned_cycle = crate::probe::budget::PERIOD;
+    let mut planned_cycle = crate::sampling::duty::PERIOD;
     let decay = 0.7f64;
     let mut ended: Option<String> = None;
     loop {
@@ -229,13 +170,13 @@ pub fn run_live(
                 let events = live.borrow().0.events;
                 let window_events = events - events_at_window;
                 duty.observe(window_events, on);
-                last_closed_loop = crate::probe::budget::closed_loop_factor(
+                last_closed_loop = crate::sampling::duty::closed_loop_factor(
                     threads.into_values(),
                     on.as_secs_f64(),
                     cost,
                 );
                 let (next_on, off) = duty.plan();
-                let off = off.max(crate::probe::budget::gap_to_repay(
+                let off = off.max(crate::sampling::duty::gap_to_repay(
                     window_events,
                     cost,
                     args.overhead,
@@ -277,7 +218,7 @@ pub fn run_live(
         let done = stop_requested()
             || deadline.is_some_and(|d| now >= d)
             || ended.is_some()
-            || crate::target::process_ended(pid);
+            || crate::probe::process::process_ended(pid);
         if now >= next_refresh || done {
             let elapsed = now - started;
             let attached_now = attached_total
@@ -425,7 +366,7 @@ struct Window {
     /// How long they were live.
     on: Duration,
     writes: u64,
-    /// `budget::closed_loop_factor` of its writes.
+    /// `sampling::duty::closed_loop_factor` of its writes.
     closed_loop: f64,
 }
 

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::bpf::{GROW_HASHGROW, GROW_REHASH, GROW_TO_SMALL, GROW_TO_TABLE};
+use crate::decode::records::{GrowEvent, GrowStart, WriteEvent};
 use crate::gobin::MapImpl;
-use crate::probe::abi::{GROW_HASHGROW, GROW_REHASH, GROW_TO_SMALL, GROW_TO_TABLE};
-use crate::probe::events::{GrowEvent, GrowStart, WriteEvent};
 
 /// Largest Swiss table before it splits (`maxTableCapacity` in internal/runtime/maps).
 const SWISS_MAX_TABLE: u64 = 1024;

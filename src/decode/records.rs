@@ -1,5 +1,5 @@
 //! One map write as received from the ring buffer, copied out of the kernel's record.
-use super::abi::{RawGrowEvent, RawGrowStart, RawWriteEvent, EVENT_HEADER};
+use crate::bpf::{RawGrowEvent, RawGrowStart, RawWriteEvent, EVENT_HEADER};
 
 #[derive(Clone, Debug)]
 pub struct WriteEvent {
@@ -43,7 +43,7 @@ impl WriteEvent {
             );
         }
         let captured = usize::from(raw.captured)
-            .min(super::abi::KEY_MAX)
+            .min(crate::bpf::KEY_MAX)
             .min(data.len() - EVENT_HEADER);
         Some(WriteEvent {
             ts_ns: raw.ts_ns,
