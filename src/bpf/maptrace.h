@@ -1,5 +1,6 @@
-/* Kernel-side structs shared by the BPF programs and userspace. The skeleton generates Rust
- * types for them (src/bpf/mod.rs re-exports those); change them here only. */
+/* The one contract between the BPF programs and userspace: record and plan structs, and every
+ * constant either side needs, as enums (not #defines) so that they are in the object's BTF and
+ * the skeleton generates them for Rust (src/bpf/mod.rs re-exports them). Change them here only. */
 #ifndef MAPTRACE_H
 #define MAPTRACE_H
 
@@ -9,20 +10,31 @@ struct pt_regs {
 	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
 
-/* Largest number of key bytes captured per write (--key-bytes is capped to this). */
-#define KEY_MAX 256
-/* Key area of the short record used when --key-bytes is at most this and no stack is captured. */
-#define KEY_SMALL 64
-/* User stack frames captured per write with `trace --stack`. */
-#define STACK_MAX 24
-/* String fields followed inside a generic (struct/array) key. */
-#define PLAN_MAX_STRINGS 4
+enum limits {
+	/* Largest number of key bytes captured per write (--key-bytes is capped to this). */
+	KEY_MAX = 256,
+	/* Key area of the short record used when --key-bytes is at most this and no stack is
+	 * captured. */
+	KEY_SMALL = 64,
+	/* User stack frames captured per write with `trace --stack`. */
+	STACK_MAX = 24,
+	/* String fields followed inside a generic (struct/array) key. */
+	PLAN_MAX_STRINGS = 4,
+	/* The attach cookie: (link-time address of the probe point << COOKIE_ROLE_BITS) | role. The
+	 * probe's runtime address minus the former is the load bias, so events carry link-time
+	 * addresses (PIE too). */
+	COOKIE_ROLE_BITS = 8,
+};
 
-/* The attach cookie: (link-time address of the probe point << 8) | role. The probe's runtime
- * address minus the former is the load bias, so events carry link-time addresses (PIE too). */
-#define COOKIE_ROLE_BITS 8
-/* Which runtime function fired. */
-enum probe_role {
+/* What a ring-buffer record is: the first field of every record. */
+enum record_type {
+	REC_WRITE = 1,      /* struct write_event */
+	REC_GROW_START = 2, /* struct grow_start */
+	REC_GROW = 3,       /* struct grow_event */
+};
+
+/* Which runtime function fired (the low cookie bits of a write probe). */
+enum probe_role : __u8 {
 	ROLE_ASSIGN = 0,
 	ROLE_ASSIGN_FAST32 = 1,
 	ROLE_ASSIGN_FAST64 = 2,
@@ -30,52 +42,76 @@ enum probe_role {
 	ROLE_ASSIGN_FASTSTR = 4,
 };
 
-/* How a generic runtime.mapassign key is captured (value of struct key_plan.kind). */
-enum plan_kind {
+/* How a generic runtime.mapassign key is captured (struct key_plan.kind). */
+enum plan_kind : __u8 {
 	PLAN_RAW = 0,      /* copy key_size bytes at the key pointer */
 	PLAN_STRINGS = 1,  /* raw bytes, then the contents of each string field */
 	PLAN_EFACE = 2,    /* interface{}: dynamic type, then its value (string contents or bytes) */
 	PLAN_IFACE = 3,    /* interface with methods: the same, reached through the itab */
 };
 
+/* Bits of write_event.flags and grow_event.flags. */
+enum event_flag : __u8 {
+	EV_READ_FAILED = 1, /* a user-memory read failed: key bytes (or header) are incomplete */
+	EV_NO_PLAN = 2,     /* generic key of a map type with no plan: raw bytes only */
+	EV_TRUNCATED = 4,   /* key longer than captured */
+};
+
+/* map_ptr of a map whose header is on a goroutine stack: 1 << STACK_MAP_TAG_BIT |
+ * goid << STACK_MAP_GOID_SHIFT | offset from the stack top (see map_identity). */
+enum stack_map {
+	STACK_MAP_GOID_SHIFT = 30,
+	STACK_MAP_TAG_BIT = 63,
+};
+
+/* Go's type kinds (abi.Kind) the programs tell apart in interface keys: the low 5 bits of the
+ * byte at GO_TYPE_KIND_OFFSET of a type descriptor. */
+enum go_kind {
+	GO_KIND_CHAN = 18,
+	GO_KIND_FUNC = 19,
+	GO_KIND_MAP = 21,
+	GO_KIND_POINTER = 22,
+	GO_KIND_STRING = 24,
+	GO_KIND_UNSAFE_POINTER = 26,
+	GO_KIND_MASK = 0x1f,
+};
+
+/* Offsets in Go's runtime structures the programs read. */
+enum go_layout {
+	GO_TYPE_KIND_OFFSET = 23, /* abi.Type.Kind_ (after Size_, PtrBytes, Hash, TFlag, Align_, FieldAlign_) */
+	GO_ITAB_TYPE_OFFSET = 8,  /* abi.ITab.Type (after Inter) */
+};
+
 /* Computed in userspace from the map type's key type; keyed by the map type's link-time address. */
 struct key_plan {
 	__u32 key_size;
-	__u8 kind;
+	enum plan_kind kind;
 	__u8 nstrings;
 	__u16 string_offsets[PLAN_MAX_STRINGS];
 	__u16 _pad;
 };
 
-/* event.flags */
-#define EV_READ_FAILED 1   /* a user-memory read failed: key bytes are incomplete */
-#define EV_NO_PLAN 2       /* generic key of a map type with no plan: raw bytes only */
-#define EV_TRUNCATED 4     /* key longer than captured */
-
-/* map_ptr of a map whose header is on a goroutine stack: this bit | goid << 30 | offset from
- * the stack top (see map_identity). */
-#define STACK_MAP_TAG (1ULL << 63)
-
 /* One map write, as sent through the ring buffer. The record is cut short to what it carries:
  * without stack capture it ends after the key area, and with --key-bytes <= KEY_SMALL the key
  * area is 2 * KEY_SMALL bytes (a smaller record costs less to reserve and to hand over). */
 struct write_event {
+	enum record_type type; /* REC_WRITE */
+	__u32 pid;
 	__u64 ts_ns;      /* with write_time only (0 otherwise) */
 	__u64 map_type;   /* RAX: map type descriptor (link-time address) */
 	__u64 map_ptr;    /* RBX: map header */
 	__u64 site;       /* [RSP]: return address into the writing function (link-time) */
 	__u64 goid;       /* with write_goid only (0 otherwise) */
 	/* The map header's first 32 bytes before the write. Classic hmap: count@0, flags@8, B@9,
-	 * noverflow@10, buckets@16, oldbuckets@24. Swiss maps.Map: used@0, seed@8, dirPtr@16,
-	 * dirLen@24. */
+	 * noverflow@10, buckets@16, oldbuckets@24 (so word 1 is flags | B << 8 | noverflow << 16 |
+	 * hash0 << 32). Swiss maps.Map: used@0, seed@8, dirPtr@16, dirLen@24. */
 	__u64 header[4];
 	__u32 stack_len;  /* frames in `stack` (0: the record ends before it) */
-	__u32 pid;
 	__u32 tid;
 	__u32 key_len;    /* full key length in bytes (string length, or key size) */
 	__u16 captured;   /* key bytes present in `key` */
-	__u8 role;
-	__u8 flags;
+	enum probe_role role;
+	enum event_flag flags; /* bits */
 	/* At most KEY_MAX bytes are used; the area is twice that because the verifier bounds a
 	 * copy's offset and length separately and needs room for the largest of each. */
 	__u8 key[2 * KEY_MAX];
@@ -94,29 +130,33 @@ enum grow_role {
 };
 
 /* One map growth, from the entry of a growth function to one of its RET instructions. Sent
- * through the same ring as write events; userspace tells them apart by size (a write record is
- * always the whole, larger struct write_event). */
+ * through the same ring as write events, after them in the order they happened. */
 struct grow_event {
+	enum record_type type; /* REC_GROW */
+	enum grow_role role;
 	__u64 start_ns;
 	__u64 end_ns;
 	__u64 map_type;   /* link-time address of the map type */
 	__u64 map_ptr;    /* runtime address of the map header (hmap or maps.Map) */
 	__u64 goid;
-	__u64 before[2];  /* classic: count, B | noverflow << 8 | flags << 24; swiss: used, table capacity */
-	__u64 after[2];   /* classic: count, B | noverflow << 8 | flags << 24 at RET; swiss: unused */
+	/* Classic: the hmap's words 0 and 1 (count, and flags | B << 8 | noverflow << 16 as in
+	 * write_event.header) at entry and at RET. Swiss: used and the table's capacity at entry;
+	 * `after` unused. */
+	__u64 before[2];
+	__u64 after[2];
 	__u32 pid;
 	__u32 tid;
-	__u32 role;
-	__u32 flags;      /* EV_READ_FAILED */
+	enum event_flag flags; /* EV_READ_FAILED */
 };
 
 /* Sent when a growth function is entered, so that userspace ties the growth to the write that
  * triggered it: the same thread's last write before this record in the ring (no other write can
  * come between them on that thread). The grow_event sent at RET carries the same start_ns and
- * tid. Told apart from the other records by its size. */
+ * tid. */
 struct grow_start {
-	__u64 start_ns;
+	enum record_type type; /* REC_GROW_START */
 	__u32 pid;
+	__u64 start_ns;
 	__u32 tid;
 };
 
@@ -127,6 +167,15 @@ enum counter {
 	CNT_READ_FAILED = 2, /* events with a failed user-memory read */
 	CNT_GROW_UNMATCHED = 3, /* RET probes of a growth function with no recorded entry */
 	CNT_MAX = 4,
+};
+
+/* The enums no record or plan carries, named once so that the skeleton generates them too. */
+struct contract {
+	enum limits limits;
+	enum stack_map stack_map;
+	enum go_kind go_kind;
+	enum go_layout go_layout;
+	enum counter counter;
 };
 
 #endif

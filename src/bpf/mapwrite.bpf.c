@@ -20,10 +20,10 @@ const volatile __u32 capture_stack = 0;
 const volatile __u32 write_time = 0;
 const volatile __u32 write_goid = 0;
 
-/* Userspace reads `struct write_event` from here. */
+/* Userspace reads the records (struct write_event, grow_start, grow_event) from here. Its size
+ * is set at load time (probe::load). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 64 << 20);
 } events SEC(".maps");
 
 /* counter index -> count (per CPU: no contention on the hot path). */
@@ -55,6 +55,7 @@ struct write_event _event = {};
 struct grow_event _grow_event = {};
 struct grow_start _grow_start = {};
 struct key_plan _plan = {};
+struct contract _contract = {};
 
 static __always_inline void count(__u32 idx)
 {
@@ -121,8 +122,8 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 			return 0;
 		}
 		dyn_type = words[0];
-		if (plan->kind == PLAN_IFACE && dyn_type) /* itab->_type at +8 */
-			read_user(&dyn_type, 8, (void *)(dyn_type + 8));
+		if (plan->kind == PLAN_IFACE && dyn_type)
+			read_user(&dyn_type, 8, (void *)(dyn_type + GO_ITAB_TYPE_OFFSET));
 		if (!dyn_type) {
 			__builtin_memcpy(&e->key[0], &dyn_type, 8);
 			e->key_len = 8;
@@ -132,10 +133,10 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 			__u64 link_type = dyn_type - bias; /* userspace resolves link-time addresses */
 			__builtin_memcpy(&e->key[0], &link_type, 8);
 		}
-		read_user(&kind, 1, (void *)(dyn_type + 23));
+		read_user(&kind, 1, (void *)(dyn_type + GO_TYPE_KIND_OFFSET));
 		read_user(&size, 8, (void *)dyn_type);
-		kind &= 0x1f;
-		if (kind == 24) { /* string: data -> string header */
+		kind &= GO_KIND_MASK;
+		if (kind == GO_KIND_STRING) { /* data -> string header */
 			if (read_user(str, sizeof(str), (void *)words[1]) != 0) {
 				e->flags |= EV_READ_FAILED;
 				return 8;
@@ -144,7 +145,8 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 			return 8 + capture(e, 8, (void *)str[0], str[1] > KEY_MAX ? KEY_MAX : str[1],
 					   cap);
 		}
-		if (kind == 22 || kind == 26 || kind == 18 || kind == 21 || kind == 19) {
+		if (kind == GO_KIND_POINTER || kind == GO_KIND_UNSAFE_POINTER || kind == GO_KIND_CHAN ||
+		    kind == GO_KIND_MAP || kind == GO_KIND_FUNC) {
 			/* pointer-shaped: the data word is the value */
 			__builtin_memcpy(&e->key[8], &words[1], 8);
 			e->key_len = 16;
@@ -181,7 +183,7 @@ static __always_inline __u32 capture_generic(struct write_event *e, void *keyp, 
 
 /* A map header on the running goroutine's stack (a local map that does not escape) moves when
  * the stack is copied; its offset from the stack top does not. Such maps are identified by
- * STACK_MAP_TAG | goid << 30 | (g.stack.hi - header) instead of their address (R14 = g, whose
+ * 1 << STACK_MAP_TAG_BIT | goid << 30 | (g.stack.hi - header) instead of their address (R14 = g, whose
  * first field is g.stack = {lo, hi} in every Go version). A live header below RSP is
  * impossible, so only headers above it cost the read of g.stack; only stack maps cost the goid
  * (unless the write already has it). Needs the goid offset. */
@@ -189,15 +191,15 @@ static __always_inline __u64 map_identity(struct pt_regs *ctx, __u64 ptr, __u64 
 {
 	__u64 stk[2];
 
-	if (!goid_offset || ptr < ctx->sp || ptr - ctx->sp >= (1ULL << 30))
+	if (!goid_offset || ptr < ctx->sp || ptr - ctx->sp >= (1ULL << STACK_MAP_GOID_SHIFT))
 		return ptr;
 	if (read_user(stk, sizeof(stk), (void *)ctx->r14) != 0)
 		return ptr;
-	if (ptr < stk[0] || ptr >= stk[1] || stk[1] - ptr >= (1ULL << 30))
+	if (ptr < stk[0] || ptr >= stk[1] || stk[1] - ptr >= (1ULL << STACK_MAP_GOID_SHIFT))
 		return ptr;
 	if (!goid && read_user(&goid, 8, (void *)(ctx->r14 + goid_offset)) != 0)
 		return ptr;
-	return STACK_MAP_TAG | ((goid & 0x1ffffffffULL) << 30) | (stk[1] - ptr);
+	return (1ULL << STACK_MAP_TAG_BIT) | ((goid & 0x1ffffffffULL) << STACK_MAP_GOID_SHIFT) | (stk[1] - ptr);
 }
 
 /* One write into a record whose key holds `cap` bytes, followed by the stack when
@@ -212,7 +214,7 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 	struct write_event *e;
 	__u32 captured = 0;
 	__u64 cookie, bias;
-	__u8 role;
+	enum probe_role role;
 
 	/* Reserved in the ring buffer itself: a sleepable program may be preempted, so no per-CPU
 	 * scratch buffer could be shared safely. */
@@ -224,6 +226,7 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 	cookie = bpf_get_attach_cookie(ctx);
 	role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
 	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
+	e->type = REC_WRITE;
 	e->ts_ns = write_time ? bpf_ktime_get_ns() : 0;
 	e->map_type = ctx->ax - bias;
 	e->map_ptr = ctx->bx;
@@ -317,15 +320,11 @@ static __always_inline __u64 current_goid(struct pt_regs *ctx)
 	return (__u32)bpf_get_current_pid_tgid() | (1ULL << 63);
 }
 
-/* classic hmap: count, then B | noverflow << 8 | flags << 24 */
+/* Classic hmap: its first two words (count; flags | B << 8 | noverflow << 16), as a write
+ * record's header carries them. */
 static __always_inline int read_hmap(__u64 h, __u64 out[2])
 {
-	__u64 hdr[2];
-	if (read_user(hdr, sizeof(hdr), (void *)h) != 0)
-		return -1;
-	out[0] = hdr[0];
-	out[1] = ((hdr[1] >> 8) & 0xff) | (((hdr[1] >> 16) & 0xffff) << 8) | ((hdr[1] & 0xff) << 24);
-	return 0;
+	return read_user(out, 2 * sizeof(__u64), (void *)h) != 0 ? -1 : 0;
 }
 
 static __always_inline int handle_grow_entry(struct pt_regs *ctx)
@@ -339,6 +338,7 @@ static __always_inline int handle_grow_entry(struct pt_regs *ctx)
 		return 0;
 	cookie = bpf_get_attach_cookie(ctx);
 	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
+	g.type = REC_GROW;
 	g.role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
 	g.start_ns = bpf_ktime_get_ns();
 	g.pid = pid_tgid >> 32;
@@ -372,7 +372,8 @@ static __always_inline int handle_grow_entry(struct pt_regs *ctx)
 	g.goid = goid;
 	bpf_map_update_elem(&grows_inflight, &goid, &g, BPF_ANY);
 	{
-		struct grow_start start = {.start_ns = g.start_ns, .pid = g.pid, .tid = g.tid};
+		struct grow_start start = {
+			.type = REC_GROW_START, .start_ns = g.start_ns, .pid = g.pid, .tid = g.tid};
 		if (bpf_ringbuf_output(&events, &start, sizeof(start), 0) != 0)
 			count(CNT_LOST);
 	}
@@ -397,8 +398,7 @@ static __always_inline int handle_grow_ret(struct pt_regs *ctx)
 	if (g->role == GROW_HASHGROW && read_hmap(g->map_ptr, g->after) != 0)
 		g->flags |= EV_READ_FAILED;
 	g->map_ptr = map_identity(ctx, g->map_ptr, goid);
-	/* Same ring as the writes, so the triggering write comes just before it in order; the
-	 * record size tells the two apart. */
+	/* Same ring as the writes, so the triggering write comes just before it in order. */
 	if (bpf_ringbuf_output(&events, g, sizeof(*g), 0) != 0)
 		count(CNT_LOST);
 	bpf_map_delete_elem(&grows_inflight, &goid);

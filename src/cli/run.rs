@@ -17,8 +17,9 @@ use crate::hotkeys::exact::ExactCounts;
 use crate::hotkeys::stacks::StackCounts;
 use crate::pipeline::stop::stop_requested;
 use crate::probe::launch::{resolve_command, HeldChild};
+use crate::probe::load::{Load, DEFAULT_RING_BYTES};
 use crate::probe::process::{process_ended, ExecWatch};
-use crate::probe::session::{Config, Session};
+use crate::probe::session::Session;
 use crate::report::{self, table};
 
 #[derive(clap::Args)]
@@ -97,12 +98,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &mut storage,
         &bin,
         &exe,
-        &Config {
+        &Load {
             pid,
             key_bytes: args.key_bytes,
             stack: args.profile.wanted(),
             timestamps: false,
             goroutine_ids: false,
+            goid_offset: bin.goid_offset().map_or(0, |g| g.offset as u32),
+            grows: true,
+            ring_bytes: DEFAULT_RING_BYTES,
         },
         &plans,
     )?;
@@ -130,7 +134,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     if let Some(s) = stacks {
                         s.add(&ev, &key);
                     }
-                    counts.add(&ev, key, ev.flags & crate::bpf::EV_READ_FAILED != 0);
+                    counts.add(
+                        &ev,
+                        key,
+                        ev.flags.has(crate::bpf::EventFlag::EV_READ_FAILED),
+                    );
                 }
                 None => {}
             }

@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             b.display()
         );
     }
-    crate::probe::session::preflight()?;
+    crate::probe::load::preflight()?;
     let agent: Shared = Arc::new(Mutex::new(Agent {
         metrics: Exporter::new(args.live.top, args.metrics_key_label.into()),
         hotkeys: Snapshots::default(),

@@ -50,7 +50,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
         if args.once || args.json {
             return show_fleet(&args);
         }
-        crate::probe::session::preflight()?;
+        crate::probe::load::preflight()?;
         return super::top_ui_driver::run_fleet(&args.live);
     }
     // One process: -p, or with --pprof/--folded the oldest of --binary.
@@ -119,7 +119,7 @@ type Latest = (Snapshots, BTreeMap<u32, (Report, f64)>, bool);
 /// `--binary` with `--once` or `--json`: every process of the executable (see `fleet`), one merged
 /// report per refresh as `serve`'s `/hotkeys` (`pids`, and each map's `pid`).
 fn show_fleet(args: &Args) -> Result<ExitCode> {
-    crate::probe::session::preflight()?;
+    crate::probe::load::preflight()?;
     let latest: Mutex<Latest> = Mutex::default();
     let lock = || latest.lock().unwrap_or_else(|e| e.into_inner());
     let refresh = Duration::from_secs_f64(args.live.refresh.max(0.05));

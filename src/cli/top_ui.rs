@@ -954,7 +954,7 @@ fn restore_terminal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::internals::Growth;
+    use crate::decode::internals::{Growth, GrowthKind, GrowthUnit};
     use crate::report::{GrowthReport, SiteReport, Target, SCHEMA};
 
     fn key(text: &str, writes: u64) -> KeyReport {
@@ -990,8 +990,8 @@ mod tests {
             growing: Some(false),
             growth: vec![GrowthReport {
                 growth: Growth {
-                    kind: "grow",
-                    unit: "buckets",
+                    kind: GrowthKind::Grow,
+                    unit: GrowthUnit::Buckets,
                     old_capacity: 8,
                     new_capacity: 16,
                     len: 52,

@@ -105,7 +105,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             if let Some(binary) = &args.live.binary {
                 super::fleet::require_running(binary)?;
             }
-            crate::probe::session::preflight()?;
+            crate::probe::load::preflight()?;
             super::fleet::follow(
                 &args.live,
                 |pid| trace_process(&args, pid, &stream),

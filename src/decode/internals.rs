@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::bpf::{GROW_HASHGROW, GROW_REHASH, GROW_TO_SMALL, GROW_TO_TABLE};
+use crate::bpf::GrowRole;
 use crate::decode::records::{GrowEvent, GrowStart, WriteEvent};
 use crate::gobin::MapImpl;
 
@@ -14,10 +14,58 @@ const SWISS_MAX_TABLE: u64 = 1024;
 /// Slots of a classic bucket and of a Swiss group.
 const SLOTS_PER_BUCKET: u64 = 8;
 
+/// What a growth did, by the runtime's own rules.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GrowthKind {
+    /// Doubled: classic buckets, or a Swiss table within its largest size.
+    Grow,
+    /// Classic: rehashed into as many buckets (too many overflow buckets).
+    SameSize,
+    /// Swiss: the first group of a small map.
+    Small,
+    /// Swiss: a small map became a table.
+    Table,
+    /// Swiss: a full-size table split in two.
+    Split,
+    /// A growth role this version does not know.
+    Unknown,
+}
+
+/// What a growth's capacities count.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GrowthUnit {
+    Buckets,
+    Slots,
+}
+
+impl std::fmt::Display for GrowthKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GrowthKind::Grow => "grow",
+            GrowthKind::SameSize => "same_size",
+            GrowthKind::Small => "small",
+            GrowthKind::Table => "table",
+            GrowthKind::Split => "split",
+            GrowthKind::Unknown => "unknown",
+        })
+    }
+}
+
+impl std::fmt::Display for GrowthUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GrowthUnit::Buckets => "buckets",
+            GrowthUnit::Slots => "slots",
+        })
+    }
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Growth {
-    pub kind: &'static str,
-    pub unit: &'static str,
+    pub kind: GrowthKind,
+    pub unit: GrowthUnit,
     pub old_capacity: u64,
     pub new_capacity: u64,
     /// Elements when the growth started (before the triggering insert).
@@ -33,27 +81,55 @@ pub struct Growth {
     pub start_ns: u64,
 }
 
+/// A classic hmap's second header word (`flags | B << 8 | noverflow << 16 | hash0 << 32`), as
+/// write records (`header[1]`) and classic growth records (`before[1]`, `after[1]`) carry it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassicWord(pub u64);
+
+impl ClassicWord {
+    /// log2 of the bucket count.
+    pub fn b(self) -> u64 {
+        (self.0 >> 8) & 0xff
+    }
+
+    /// Overflow buckets (approximate once B ≥ 16, as the runtime keeps it).
+    pub fn noverflow(self) -> u64 {
+        (self.0 >> 16) & 0xffff
+    }
+}
+
 impl Growth {
     /// What a growth event means, by the runtime's own rules.
     pub fn from_event(g: &GrowEvent) -> Growth {
+        use GrowthKind::*;
         let (kind, unit, old, new) = match g.role {
-            GROW_HASHGROW => {
-                let (b0, b1) = (g.before[1] & 0xff, g.after[1] & 0xff);
-                let kind = if b1 > b0 { "grow" } else { "same_size" };
-                (kind, "buckets", 1u64 << b0.min(63), 1u64 << b1.min(63))
+            GrowRole::GROW_HASHGROW => {
+                let (b0, b1) = (ClassicWord(g.before[1]).b(), ClassicWord(g.after[1]).b());
+                let kind = if b1 > b0 { Grow } else { SameSize };
+                (
+                    kind,
+                    GrowthUnit::Buckets,
+                    1u64 << b0.min(63),
+                    1u64 << b1.min(63),
+                )
             }
-            GROW_TO_SMALL => ("small", "slots", 0, SLOTS_PER_BUCKET),
-            GROW_TO_TABLE => ("table", "slots", SLOTS_PER_BUCKET, 2 * SLOTS_PER_BUCKET),
-            GROW_REHASH => {
+            GrowRole::GROW_TO_SMALL => (Small, GrowthUnit::Slots, 0, SLOTS_PER_BUCKET),
+            GrowRole::GROW_TO_TABLE => (
+                Table,
+                GrowthUnit::Slots,
+                SLOTS_PER_BUCKET,
+                2 * SLOTS_PER_BUCKET,
+            ),
+            GrowRole::GROW_REHASH => {
                 let cap = g.before[1];
                 let kind = if 2 * cap <= SWISS_MAX_TABLE {
-                    "grow"
+                    Grow
                 } else {
-                    "split"
+                    Split
                 };
-                (kind, "slots", cap, 2 * cap)
+                (kind, GrowthUnit::Slots, cap, 2 * cap)
             }
-            _ => ("unknown", "slots", 0, 0),
+            _ => (Unknown, GrowthUnit::Slots, 0, 0),
         };
         Growth {
             kind,
@@ -173,8 +249,8 @@ pub fn header_state(
     let len = header[0] + u64::from(inserted);
     match imp {
         MapImpl::Classic => {
-            let b = (header[1] >> 8) & 0xff;
-            let noverflow = (header[1] >> 16) & 0xffff;
+            let word = ClassicWord(header[1]);
+            let (b, noverflow) = (word.b(), word.noverflow());
             let buckets = 1u64 << b.min(63);
             let capacity = buckets * SLOTS_PER_BUCKET;
             let growing = header[3] != 0;
@@ -213,15 +289,15 @@ pub fn header_state(
 /// was seen from its first (the small map's 8 slots, or the first table).
 pub fn capacity_from_growth(growth: &[Growth]) -> Option<u64> {
     let first = growth.first()?;
-    if first.kind != "small" && first.kind != "table" {
+    if !matches!(first.kind, GrowthKind::Small | GrowthKind::Table) {
         return None;
     }
     let mut total = 0;
     for g in growth {
         match g.kind {
-            "small" | "table" => total = g.new_capacity,
-            "grow" | "split" => total += g.new_capacity - g.old_capacity,
-            _ => return None,
+            GrowthKind::Small | GrowthKind::Table => total = g.new_capacity,
+            GrowthKind::Grow | GrowthKind::Split => total += g.new_capacity - g.old_capacity,
+            GrowthKind::SameSize | GrowthKind::Unknown => return None,
         }
     }
     Some(total)
@@ -230,8 +306,9 @@ pub fn capacity_from_growth(growth: &[Growth]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf::EventFlag;
 
-    fn grow(role: u32, before: [u64; 2], after: [u64; 2]) -> GrowEvent {
+    fn grow(role: GrowRole, before: [u64; 2], after: [u64; 2]) -> GrowEvent {
         GrowEvent {
             start_ns: 10,
             end_ns: 25,
@@ -243,44 +320,44 @@ mod tests {
             pid: 1,
             tid: 3,
             role,
-            flags: 0,
+            flags: EventFlag::default(),
         }
     }
 
     #[test]
     fn classic_grow_doubles_buckets_and_same_size_does_not() {
-        let g = Growth::from_event(&grow(GROW_HASHGROW, [13, 1], [13, 2]));
+        let g = Growth::from_event(&grow(GrowRole::GROW_HASHGROW, [13, 1 << 8], [13, 2 << 8]));
         assert_eq!(
             (g.kind, g.old_capacity, g.new_capacity, g.len, g.duration_ns),
-            ("grow", 2, 4, 13, 15)
+            (GrowthKind::Grow, 2, 4, 13, 15)
         );
         let s = Growth::from_event(&grow(
-            GROW_HASHGROW,
-            [40, 3 | (9 << 8)],
-            [40, 3 | (9 << 8) | (8 << 24)],
+            GrowRole::GROW_HASHGROW,
+            [40, 8 | (3 << 8) | (9 << 16)],
+            [40, 8 | (3 << 8) | (9 << 16)],
         ));
         assert_eq!(
             (s.kind, s.old_capacity, s.new_capacity),
-            ("same_size", 8, 8)
+            (GrowthKind::SameSize, 8, 8)
         );
     }
 
     #[test]
     fn swiss_rehash_grows_then_splits_past_1024_slots() {
         assert_eq!(
-            Growth::from_event(&grow(GROW_REHASH, [14, 16], [0, 0])).kind,
-            "grow"
+            Growth::from_event(&grow(GrowRole::GROW_REHASH, [14, 16], [0, 0])).kind,
+            GrowthKind::Grow
         );
-        let s = Growth::from_event(&grow(GROW_REHASH, [896, 1024], [0, 0]));
+        let s = Growth::from_event(&grow(GrowRole::GROW_REHASH, [896, 1024], [0, 0]));
         assert_eq!(
             (s.kind, s.old_capacity, s.new_capacity),
-            ("split", 1024, 2048)
+            (GrowthKind::Split, 1024, 2048)
         );
         let seq: Vec<Growth> = [
-            (GROW_TO_SMALL, 0),
-            (GROW_TO_TABLE, 8),
-            (GROW_REHASH, 16),
-            (GROW_REHASH, 32),
+            (GrowRole::GROW_TO_SMALL, 0),
+            (GrowRole::GROW_TO_TABLE, 8),
+            (GrowRole::GROW_REHASH, 16),
+            (GrowRole::GROW_REHASH, 32),
         ]
         .iter()
         .map(|&(r, c)| Growth::from_event(&grow(r, [0, c], [0, 0])))
@@ -293,19 +370,12 @@ mod tests {
     fn growth_takes_its_threads_last_write_before_the_entry() {
         let mut m = GrowthMatcher::default();
         let w = |tid, map_ptr, site| WriteEvent {
-            ts_ns: 0,
             map_type: 1,
             map_ptr,
             site,
-            goid: 0,
-            header: [0; 4],
-            stack: vec![],
             pid: 1,
             tid,
-            key_len: 0,
-            role: 0,
-            flags: 0,
-            key: vec![],
+            ..Default::default()
         };
         let start = |tid, start_ns| GrowStart {
             start_ns,
@@ -317,13 +387,13 @@ mod tests {
         m.on_grow_start(&start(3, 10));
         // The growing goroutine moved on; thread 3 runs another one that writes.
         m.on_write(&w(3, 2, 300), "after");
-        m.on_grow(&grow(GROW_HASHGROW, [8, 0], [8, 1])); // thread 3, started at 10
-                                                         // A growth whose trigger wrote another map (its record was lost) gets no trigger.
+        m.on_grow(&grow(GrowRole::GROW_HASHGROW, [8, 0], [8, 1])); // thread 3, started at 10
+                                                                   // A growth whose trigger wrote another map (its record was lost) gets no trigger.
         m.on_write(&w(3, 9, 400), "elsewhere");
         m.on_grow_start(&start(3, 40));
         m.on_grow(&GrowEvent {
             start_ns: 40,
-            ..grow(GROW_HASHGROW, [8, 1], [8, 2])
+            ..grow(GrowRole::GROW_HASHGROW, [8, 1], [8, 2])
         });
         m.finish();
         let got: Vec<(&str, u64)> = m

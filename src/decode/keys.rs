@@ -3,13 +3,13 @@
 //! text as Go's `%v` prints it.
 use std::collections::HashMap;
 
-use crate::bpf::{KeyPlan, PLAN_EFACE, PLAN_IFACE, PLAN_MAX_STRINGS, PLAN_RAW, PLAN_STRINGS};
+use crate::bpf::{EventFlag, KeyPlan, PlanKind, ProbeRole, PLAN_MAX_STRINGS};
 use crate::gobin::types::{KeyLayout, TypeReader};
 
 /// How `runtime.mapassign` keys of one map type are captured in BPF (mirrors `struct key_plan`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    pub kind: u8,
+    pub kind: PlanKind,
     pub key_size: u32,
     pub string_offsets: Vec<u16>,
     /// More strings than the BPF side follows: those beyond are identified by pointer.
@@ -21,7 +21,11 @@ impl Plan {
         let key_size = u32::try_from(key_size).unwrap_or(u32::MAX);
         if let KeyLayout::Interface { empty } = layout {
             return Plan {
-                kind: if *empty { PLAN_EFACE } else { PLAN_IFACE },
+                kind: if *empty {
+                    PlanKind::PLAN_EFACE
+                } else {
+                    PlanKind::PLAN_IFACE
+                },
                 key_size,
                 string_offsets: vec![],
                 partial: false,
@@ -34,9 +38,9 @@ impl Plan {
         offsets.truncate(PLAN_MAX_STRINGS);
         Plan {
             kind: if offsets.is_empty() {
-                PLAN_RAW
+                PlanKind::PLAN_RAW
             } else {
-                PLAN_STRINGS
+                PlanKind::PLAN_STRINGS
             },
             key_size,
             string_offsets: offsets.into_iter().map(|o| o as u16).collect(),
@@ -128,8 +132,8 @@ impl KeyDecoder {
 
     pub fn encoding_for_generic(&self) -> Encoding {
         match self.plan.as_ref().map(|p| p.kind) {
-            Some(PLAN_STRINGS) => Encoding::RawThenStrings,
-            Some(PLAN_EFACE) | Some(PLAN_IFACE) => Encoding::Interface,
+            Some(PlanKind::PLAN_STRINGS) => Encoding::RawThenStrings,
+            Some(PlanKind::PLAN_EFACE | PlanKind::PLAN_IFACE) => Encoding::Interface,
             _ => Encoding::Raw,
         }
     }
@@ -451,7 +455,10 @@ mod tests {
     #[test]
     fn plans_follow_strings_in_structs_and_arrays() {
         let p = Plan::for_layout(&key_struct(), 24);
-        assert_eq!((p.kind, p.string_offsets.clone()), (PLAN_STRINGS, vec![8]));
+        assert_eq!(
+            (p.kind, p.string_offsets.clone()),
+            (PlanKind::PLAN_STRINGS, vec![8])
+        );
         let arr = KeyLayout::Array {
             elem: Box::new(KeyLayout::String),
             elem_size: 16,
@@ -462,7 +469,7 @@ mod tests {
         assert!(p.partial);
         assert_eq!(
             Plan::for_layout(&KeyLayout::Interface { empty: true }, 16).kind,
-            PLAN_EFACE
+            PlanKind::PLAN_EFACE
         );
     }
 }
@@ -500,14 +507,13 @@ impl Decoders {
         ev: &crate::decode::records::WriteEvent,
         types: Option<&TypeReader<'_>>,
     ) -> Key {
-        use crate::bpf::{
-            EV_NO_PLAN, ROLE_ASSIGN_FAST32, ROLE_ASSIGN_FAST64PTR, ROLE_ASSIGN_FASTSTR,
-        };
         let d = self.for_map_type(ev.map_type, types);
         let enc = match ev.role {
-            ROLE_ASSIGN_FASTSTR => Encoding::Str,
-            ROLE_ASSIGN_FAST32..=ROLE_ASSIGN_FAST64PTR => Encoding::Raw,
-            _ if ev.flags & EV_NO_PLAN != 0 => Encoding::Raw,
+            ProbeRole::ROLE_ASSIGN_FASTSTR => Encoding::Str,
+            ProbeRole::ROLE_ASSIGN_FAST32
+            | ProbeRole::ROLE_ASSIGN_FAST64
+            | ProbeRole::ROLE_ASSIGN_FAST64PTR => Encoding::Raw,
+            _ if ev.flags.has(EventFlag::EV_NO_PLAN) => Encoding::Raw,
             _ => d.encoding_for_generic(),
         };
         d.decode(enc, &ev.key, ev.key_len, types)

@@ -1,7 +1,12 @@
-//! One map write as received from the ring buffer, copied out of the kernel's record.
-use crate::bpf::{RawGrowEvent, RawGrowStart, RawWriteEvent, EVENT_HEADER};
+//! Ring-buffer records as typed values: every record starts with its `enum record_type` tag
+//! (`maptrace.h`), and [`Record::parse`] dispatches on it — a write (copied out of the kernel's
+//! record, which is cut short to what it carries), the entry into a growth function, or a growth.
+use crate::bpf::{
+    EventFlag, GrowRole, ProbeRole, RawGrowEvent, RawGrowStart, RawWriteEvent, RecordType,
+    EVENT_HEADER, STACK_MAX,
+};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct WriteEvent {
     /// Kernel time of the write; 0 unless the session asked for timestamps.
     pub ts_ns: u64,
@@ -20,14 +25,15 @@ pub struct WriteEvent {
     pub pid: u32,
     pub tid: u32,
     pub key_len: u32,
-    pub role: u8,
-    pub flags: u8,
+    /// Which assign function wrote (fixes the key's encoding).
+    pub role: ProbeRole,
+    pub flags: EventFlag,
     pub key: Vec<u8>,
 }
 
 impl WriteEvent {
-    /// Parses a record; `None` if it is shorter than its header says.
-    pub fn parse(data: &[u8]) -> Option<WriteEvent> {
+    /// Parses a write record; `None` if it is shorter than its header says.
+    fn parse(data: &[u8]) -> Option<WriteEvent> {
         if data.len() < EVENT_HEADER {
             return None;
         }
@@ -76,18 +82,13 @@ pub struct GrowEvent {
     pub pid: u32,
     /// Thread that entered the growth function (as in its `GrowStart`).
     pub tid: u32,
-    pub role: u32,
-    pub flags: u32,
+    pub role: GrowRole,
+    pub flags: EventFlag,
 }
 
 impl GrowEvent {
-    pub fn parse(data: &[u8]) -> Option<GrowEvent> {
-        if data.len() < std::mem::size_of::<RawGrowEvent>() {
-            return None;
-        }
-        // SAFETY: the record is at least as long as the plain-old-data struct (checked above);
-        // read_unaligned copes with any alignment of the ring buffer's bytes.
-        let raw: RawGrowEvent = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+    fn parse(data: &[u8]) -> Option<GrowEvent> {
+        let raw: RawGrowEvent = read_whole(data)?;
         Some(GrowEvent {
             start_ns: raw.start_ns,
             end_ns: raw.end_ns,
@@ -112,44 +113,43 @@ pub struct GrowStart {
     pub tid: u32,
 }
 
-/// A ring-buffer record: writes and growths share one ring (so their order is the order they
-/// happened in) and are told apart by size.
+/// A ring-buffer record: writes and growths share one ring, so their order is the order they
+/// happened in.
 pub enum Record {
     Write(WriteEvent),
     GrowStart(GrowStart),
     Grow(GrowEvent),
 }
 
-const GROW_EVENT_SIZE: usize = std::mem::size_of::<RawGrowEvent>();
-const GROW_START_SIZE: usize = std::mem::size_of::<RawGrowStart>();
-const _: () = assert!(GROW_EVENT_SIZE < EVENT_HEADER && GROW_START_SIZE < EVENT_HEADER);
-
 impl Record {
+    /// The record its tag names; `None` for an unknown tag or a record too short for its type.
     pub fn parse(data: &[u8]) -> Option<Record> {
-        match data.len() {
-            GROW_EVENT_SIZE => GrowEvent::parse(data).map(Record::Grow),
-            GROW_START_SIZE => {
-                // SAFETY: the record has exactly the plain-old-data struct's size;
-                // read_unaligned copes with any alignment.
-                let raw: RawGrowStart = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+        let tag = RecordType(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?));
+        match tag {
+            RecordType::REC_WRITE => WriteEvent::parse(data).map(Record::Write),
+            RecordType::REC_GROW_START => {
+                let raw: RawGrowStart = read_whole(data)?;
                 Some(Record::GrowStart(GrowStart {
                     start_ns: raw.start_ns,
                     pid: raw.pid,
                     tid: raw.tid,
                 }))
             }
-            _ => WriteEvent::parse(data).map(Record::Write),
+            RecordType::REC_GROW => GrowEvent::parse(data).map(Record::Grow),
+            _ => None,
         }
     }
 }
 
-/// Frames `bpf_get_stack` fills at most (`STACK_MAX` of src/bpf/maptrace.h), read from the
-/// generated struct's array length.
-pub fn stack_frames() -> usize {
-    fn len<const N: usize>(_: fn(&RawWriteEvent) -> &[u64; N]) -> usize {
-        N
+/// A whole plain-old-data record; `None` if `data` is shorter.
+fn read_whole<T: Copy>(data: &[u8]) -> Option<T> {
+    if data.len() < std::mem::size_of::<T>() {
+        return None;
     }
-    len(|e| &e.stack)
+    // SAFETY: T is a plain-old-data struct generated from C (any bit pattern is a value) and
+    // `data` holds at least its size (checked above); read_unaligned copes with any alignment of
+    // the ring buffer's bytes.
+    Some(unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) })
 }
 
 impl WriteEvent {
@@ -167,6 +167,68 @@ impl WriteEvent {
 
     /// Whether the walk filled every frame: the outermost frames may be missing.
     pub fn stack_truncated(&self) -> bool {
-        self.stack.len() >= stack_frames()
+        self.stack.len() >= STACK_MAX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T: Copy>(v: &T, len: usize) -> Vec<u8> {
+        // SAFETY: T is a plain-old-data struct generated from C; we read at most its size.
+        let all = unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        };
+        all[..len.min(all.len())].to_vec()
+    }
+
+    #[test]
+    fn records_are_told_apart_by_their_tag_not_their_size() {
+        let mut w = RawWriteEvent {
+            r#type: RecordType::REC_WRITE,
+            pid: 7,
+            role: ProbeRole::ROLE_ASSIGN_FASTSTR,
+            captured: 3,
+            key_len: 3,
+            ..Default::default()
+        };
+        w.key[..3].copy_from_slice(b"abc");
+        // A short write record (key area cut) is a write whatever its length.
+        let short = bytes_of(&w, EVENT_HEADER + 8);
+        let Some(Record::Write(ev)) = Record::parse(&short) else {
+            panic!("a write");
+        };
+        assert_eq!((ev.pid, ev.key.as_slice()), (7, &b"abc"[..]));
+        let g = RawGrowEvent {
+            r#type: RecordType::REC_GROW,
+            role: GrowRole::GROW_REHASH,
+            start_ns: 5,
+            end_ns: 9,
+            ..Default::default()
+        };
+        let Some(Record::Grow(ge)) = Record::parse(&bytes_of(&g, usize::MAX)) else {
+            panic!("a growth");
+        };
+        assert_eq!(
+            (ge.role, ge.start_ns, ge.end_ns),
+            (GrowRole::GROW_REHASH, 5, 9)
+        );
+        let s = RawGrowStart {
+            r#type: RecordType::REC_GROW_START,
+            tid: 3,
+            start_ns: 5,
+            ..Default::default()
+        };
+        let Some(Record::GrowStart(gs)) = Record::parse(&bytes_of(&s, usize::MAX)) else {
+            panic!("a growth start");
+        };
+        assert_eq!((gs.tid, gs.start_ns), (3, 5));
+        // Unknown tags and records shorter than their type are refused.
+        let mut unknown = bytes_of(&s, usize::MAX);
+        unknown[0] = 0x7f;
+        assert!(Record::parse(&unknown).is_none());
+        assert!(Record::parse(&bytes_of(&g, 12)).is_none());
+        assert!(Record::parse(&[1, 0]).is_none());
     }
 }

@@ -207,14 +207,10 @@ mod tests {
             map_ptr,
             site: 0x2000,
             goid: 1,
-            header: [0; 4],
-            stack: Vec::new(),
             pid: 1,
             tid: 1,
             key_len: 8,
-            role: 0,
-            flags: 0,
-            key: Vec::new(),
+            ..Default::default()
         }
     }
 

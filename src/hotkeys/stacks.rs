@@ -209,7 +209,7 @@ impl StackCounts {
 
     /// Bytes the bounded mode can occupy at most, whatever the keys and stacks.
     pub fn memory_bound_bytes(key_bytes: usize) -> usize {
-        let frames = crate::decode::records::stack_frames();
+        let frames = crate::bpf::STACK_MAX;
         MAX_STACKS * (TopK::memory_bound_bytes(KEYS_PER_STACK, key_bytes) + frames * 8 + 256)
             + MAX_OTHER_TYPES * 64
     }
@@ -221,19 +221,15 @@ mod tests {
 
     fn ev(map_type: u64, stack: Vec<u64>) -> WriteEvent {
         WriteEvent {
-            ts_ns: 0,
             map_type,
-            map_ptr: 0,
             site: stack.get(1).copied().unwrap_or(0),
             goid: 1,
-            header: [0; 4],
             stack,
             pid: 1,
             tid: 1,
             key_len: 1,
-            role: 4,
-            flags: 0,
-            key: vec![],
+            role: crate::bpf::ProbeRole::ROLE_ASSIGN_FASTSTR,
+            ..Default::default()
         }
     }
 

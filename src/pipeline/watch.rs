@@ -15,7 +15,8 @@ use crate::decode::records::{GrowEvent, Record, WriteEvent};
 use crate::gobin::GoBinary;
 use crate::hotkeys::live::LiveCounts;
 use crate::probe::calibrate::{calibrate, Calibration};
-use crate::probe::session::{Config, Session};
+use crate::probe::load::{Load, DEFAULT_RING_BYTES};
+use crate::probe::session::Session;
 use crate::report;
 use crate::report::live::Refresh;
 use crate::sampling::duty::DutyCycle;
@@ -63,7 +64,7 @@ pub fn run_live(
     let bin = GoBinary::open(&exe).with_context(|| exe.display().to_string())?;
     let types = bin.types();
     let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
-    crate::probe::session::preflight()?;
+    crate::probe::load::preflight()?;
     let cost = match args.mode {
         Mode::Budget => {
             let c = calibrated()?;
@@ -85,7 +86,7 @@ pub fn run_live(
         &mut storage,
         &bin,
         &exe,
-        &Config {
+        &Load {
             pid,
             key_bytes: args.key_bytes,
             stack: args.stack,
@@ -93,6 +94,9 @@ pub fn run_live(
             // them. Exact counting does without.
             timestamps: args.mode == Mode::Budget || args.goroutine_ids,
             goroutine_ids: args.goroutine_ids,
+            goid_offset: bin.goid_offset().map_or(0, |g| g.offset as u32),
+            grows: true,
+            ring_bytes: DEFAULT_RING_BYTES,
         },
         &plans,
     )?;
@@ -116,7 +120,11 @@ pub fn run_live(
                 let (counts, decoders, growth) = &mut *st;
                 let key = decoders.decode(&ev, types.as_ref());
                 growth.on_write(&ev, &key.text);
-                counts.add(&ev, &key, ev.flags & crate::bpf::EV_READ_FAILED != 0);
+                counts.add(
+                    &ev,
+                    &key,
+                    ev.flags.has(crate::bpf::EventFlag::EV_READ_FAILED),
+                );
                 (hooks.borrow_mut().0)(&ev, &key);
             }
             None => {}

@@ -5,11 +5,11 @@
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{UprobeMultiOpts, UprobeOpts};
+use anyhow::{bail, Context, Result};
 
-use crate::bpf::{MapwriteSkelBuilder, COOKIE_ROLE_BITS};
+use super::load::{load, uprobe_multi_supported, Load, DEFAULT_RING_BYTES};
+use super::session::attach_points;
+use crate::bpf::{cookie, ProbeRole};
 
 // The probed functions, and callers that load RBX (map header), RCX (key) and R14 (g) with a
 // pointer to real memory (the first argument) as a Go map write would, so the probe does the
@@ -106,27 +106,21 @@ fn self_file_offset(addr: u64) -> Result<(std::path::PathBuf, u64)> {
 
 pub fn calibrate() -> Result<Calibration> {
     let mut storage = MaybeUninit::uninit();
-    let mut open = MapwriteSkelBuilder::default()
-        .open(&mut storage)
-        .context("calibration: opening BPF")?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .ok_or_else(|| anyhow!("no rodata"))?;
-    rodata.target_tgid = std::process::id();
-    rodata.key_bytes = 8;
-    rodata.goid_offset = 16; // within the buffer R14 points at
-                             // The same kind of link the session uses: a uprobe_multi link needs only CAP_BPF +
-                             // CAP_PERFMON, where a perf-event uprobe of an unprivileged user is refused (EACCES).
-    let multi = super::session::uprobe_multi_supported();
-    open.progs.on_mapassign_multi.set_autoload(multi);
-    open.progs.on_mapassign.set_autoload(!multi);
-    open.progs.on_grow_multi.set_autoload(false);
-    open.progs.on_grow_ret_multi.set_autoload(false);
-    open.progs.on_grow.set_autoload(false);
-    open.progs.on_grow_ret.set_autoload(false);
-    let skel = open.load().context("calibration: loading BPF")?;
+    let pid = std::process::id();
+    let cfg = Load {
+        pid,
+        key_bytes: 8,
+        stack: false,
+        timestamps: false,
+        goroutine_ids: false,
+        goid_offset: 16, // within the buffer R14 points at
+        grows: false,
+        ring_bytes: DEFAULT_RING_BYTES,
+    };
+    // The same kind of link the session uses: a uprobe_multi link needs only CAP_BPF +
+    // CAP_PERFMON, where a perf-event uprobe of an unprivileged user is refused (EACCES).
+    let multi = uprobe_multi_supported();
+    let skel = load(&mut storage, &cfg, multi).context("calibration")?;
     let mut cost = [0.0; 2];
     let targets: [(unsafe extern "C" fn(), unsafe extern "C" fn(*mut u64)); 2] = [
         (ebpf_map_trace_calib_push, ebpf_map_trace_call_push),
@@ -137,26 +131,16 @@ pub fn calibrate() -> Result<Calibration> {
         let (path, off) = self_file_offset(addr)?;
         time_calls(f); // warm up
         let plain = time_calls(f);
-        let cookie = (addr << COOKIE_ROLE_BITS) | 2;
-        let pid = std::process::id() as i32;
-        let link = if multi {
-            let opts = UprobeMultiOpts {
-                offsets: vec![off as usize],
-                cookies: vec![cookie],
-                ..Default::default()
-            };
-            skel.progs
-                .on_mapassign_multi
-                .attach_uprobe_multi_with_opts(pid, &path, "", opts)
-        } else {
-            let opts = UprobeOpts {
-                cookie,
-                ..Default::default()
-            };
-            skel.progs
-                .on_mapassign
-                .attach_uprobe_with_opts(pid, &path, off as usize, opts)
-        }
+        // A fast64 write: its key is the register the caller loaded, as a Go map write's would be.
+        let role = u64::from(ProbeRole::ROLE_ASSIGN_FAST64.0);
+        let link = attach_points(
+            &skel.progs.on_mapassign_multi,
+            &skel.progs.on_mapassign,
+            multi,
+            &[(off, cookie(addr, role))],
+            pid,
+            &path,
+        )
         .context("calibration: attaching")?;
         let probed = time_calls(f);
         drop(link);

@@ -5,5 +5,7 @@
 //! (`calibrate`), and the traced process in /proc (`process`).
 pub mod calibrate;
 pub mod launch;
+pub mod load;
+pub mod points;
 pub mod process;
 pub mod session;

@@ -1,0 +1,117 @@
+//! Opening and loading the BPF object for one process: what the kernel and our privileges must
+//! give first (`preflight`), the programs' read-only configuration, which program kind loads
+//! (one uprobe_multi link for all points where the kernel has it, else one link per point), and
+//! the ring buffer's size — all set between open and load.
+use std::mem::MaybeUninit;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::OpenObject;
+
+use crate::bpf::{MapwriteSkel, MapwriteSkelBuilder, KEY_MAX};
+
+/// The ring buffer's size when the caller has no better estimate: room for ~100k full write
+/// records, or ~300k short ones, between two reads.
+pub const DEFAULT_RING_BYTES: u32 = 64 << 20;
+
+/// The programs' configuration for one load.
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// The only process whose writes are recorded.
+    pub pid: u32,
+    /// Key bytes captured per write (capped at `KEY_MAX`).
+    pub key_bytes: u32,
+    /// Capture each write's goroutine stack (frame-pointer walk).
+    pub stack: bool,
+    /// Capture each write's kernel time.
+    pub timestamps: bool,
+    /// Capture each write's goroutine id.
+    pub goroutine_ids: bool,
+    /// Offset of the goroutine id in the runtime's `g` (0: unknown).
+    pub goid_offset: u32,
+    /// Load the growth programs too.
+    pub grows: bool,
+    /// Size of the ring buffer in bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
+}
+
+/// Checks what the kernel and our privileges must give before anything is loaded.
+pub fn preflight() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root && !has_caps() {
+        bail!("missing privileges: tracing needs root, or CAP_BPF and CAP_PERFMON (e.g. sudo ebpf-map-trace ...)");
+    }
+    if !Path::new("/sys/bus/event_source/devices/uprobe").exists() {
+        bail!("this kernel has no uprobes (CONFIG_UPROBE_EVENTS): /sys/bus/event_source/devices/uprobe is missing");
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): BPF programs cannot be verified here");
+    }
+    Ok(())
+}
+
+fn has_caps() -> bool {
+    // CAP_PERFMON = 38, CAP_BPF = 39 in the effective set (CapEff in /proc/self/status).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 38) != 0 && caps & (1 << 39) != 0)
+}
+
+/// Whether this kernel has uprobe_multi links (Linux 6.6 and later).
+pub fn uprobe_multi_supported() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 6)
+}
+
+/// Opens, configures and loads the programs; `multi` picks the uprobe_multi programs (else the
+/// per-point ones).
+pub fn load<'obj>(
+    storage: &'obj mut MaybeUninit<OpenObject>,
+    cfg: &Load,
+    multi: bool,
+) -> Result<MapwriteSkel<'obj>> {
+    let mut open = MapwriteSkelBuilder::default()
+        .open(storage)
+        .context("opening the BPF object")?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| anyhow!("BPF object has no rodata"))?;
+    rodata.target_tgid = cfg.pid;
+    rodata.key_bytes = cfg.key_bytes.min(KEY_MAX as u32);
+    rodata.capture_stack = u32::from(cfg.stack);
+    rodata.write_time = u32::from(cfg.timestamps);
+    rodata.write_goid = u32::from(cfg.goroutine_ids);
+    rodata.goid_offset = cfg.goid_offset;
+    open.maps
+        .events
+        .set_max_entries(cfg.ring_bytes)
+        .context("sizing the ring buffer")?;
+    // Either the uprobe_multi programs or the per-point ones, not both.
+    let progs = &mut open.progs;
+    progs.on_mapassign_multi.set_autoload(multi);
+    progs.on_mapassign.set_autoload(!multi);
+    progs.on_grow_multi.set_autoload(multi && cfg.grows);
+    progs.on_grow_ret_multi.set_autoload(multi && cfg.grows);
+    progs.on_grow.set_autoload(!multi && cfg.grows);
+    progs.on_grow_ret.set_autoload(!multi && cfg.grows);
+    open.load().map_err(|e| load_error(e.into()))
+}
+
+fn load_error(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        anyhow!("missing privileges: loading BPF needs root, or CAP_BPF and CAP_PERFMON")
+    } else {
+        e.context("loading the BPF programs")
+    }
+}
