@@ -5,18 +5,21 @@
 mod common;
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/prometheus.rs"]
+mod prometheus;
 #[path = "support/tracer.rs"]
 mod tracer;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{GoProcess, Variant};
 use ebpf_map_trace::export::metrics;
 use ebpf_map_trace::report::redact;
+use prometheus::Prometheus;
 use serde_json::Value;
 use tracer::Tracer;
 
@@ -77,70 +80,6 @@ fn top_key_of(report: &Value, pid: u32) -> Option<String> {
         .find(|m| m["pid"] == pid && m["type"] == MAP)?["top_keys"][0]["key"]
         .as_str()
         .map(String::from)
-}
-
-/// A Prometheus server (Debian's /usr/bin/prometheus) with its storage in a temp dir, scraping
-/// `target` every second.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Prometheus {
-    fn start(target: &str) -> Prometheus {
-        require_file("/usr/bin/prometheus", "the Debian package prometheus");
-        let dir = std::env::temp_dir().join(format!("emt-prometheus-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: ebpf-map-trace\n    \
-                 static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let addr = http::free_addr();
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run /usr/bin/prometheus");
-        Prometheus { child, dir, addr }
-    }
-
-    /// The result vector of an instant query.
-    fn query(&self, promql: &str) -> Option<Vec<Value>> {
-        let path = format!("/api/v1/query?query={}", http::encode(promql));
-        let (status, body) = http::get(&self.addr, &path, None)?;
-        let v: Value = serde_json::from_str(&body).ok()?;
-        (status == 200 && v["status"] == "success")
-            .then(|| v["data"]["result"].as_array().cloned())
-            .flatten()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use super::args::LiveArgs;
 use crate::export::hotkeys::Snapshots;
 use crate::export::http::{Agent, HttpServer, Shared};
 use crate::export::metrics::{Exporter, KeyLabel};
+use crate::export::web_config::{Watch, WebConfig};
 use crate::pipeline::watch::run_live;
 
 #[derive(clap::Args)]
@@ -18,7 +19,19 @@ use crate::pipeline::watch::run_live;
     after_help = "Examples:
   sudo ebpf-map-trace serve -p $(pidof server)                  # http://127.0.0.1:9464/metrics
   sudo ebpf-map-trace serve --binary /srv/app --listen 0.0.0.0:9464   # every process of /srv/app
-  curl -s localhost:9464/hotkeys | jq '.maps[0].top_keys'"
+  sudo ebpf-map-trace serve --binary /srv/app --listen 0.0.0.0:9464 --web.config.file web.yml
+  curl -s localhost:9464/hotkeys | jq '.maps[0].top_keys'
+
+Key values stay on the host unless asked: on any --listen but loopback (127.0.0.0/8, ::1)
+/hotkeys and the metrics show keys as hashes only, unless --expose-keys is given.
+
+The web config file is the Prometheus exporters' (exporter-toolkit) format:
+  tls_server_config:
+    cert_file: server.crt
+    key_file: server.key
+    # client_auth_type: RequireAndVerifyClientCert   # with client_ca_file: ca.crt
+  basic_auth_users:
+    prometheus: $2y$10$...      # bcrypt hash: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -26,9 +39,16 @@ pub struct Args {
     /// Address and port to serve on.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub listen: String,
-    /// How hot keys are labelled in metrics: hash (key_hash only) or value (also key="...").
+    /// How hot keys are labelled in metrics: hash (key_hash only) or value (also key="...";
+    /// on a non-loopback --listen only with --expose-keys).
     #[arg(long, value_enum, default_value_t = KeyLabelArg::Hash)]
     pub metrics_key_label: KeyLabelArg,
+    /// Serve key values on a non-loopback --listen too (by default they are hashed there).
+    #[arg(long, conflicts_with = "redact")]
+    pub expose_keys: bool,
+    /// TLS and basic authentication, in the exporter-toolkit web config format (YAML).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
 }
 
 /// `--metrics-key-label` as typed (the exporter's [`KeyLabel`]).
@@ -49,7 +69,12 @@ impl From<KeyLabelArg> for KeyLabel {
     }
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(mut args: Args) -> Result<ExitCode> {
+    args.live.redact |= keys_hidden(&args)?;
+    let web = match &args.web_config_file {
+        Some(f) => WebConfig::load(f)?,
+        None => WebConfig::none(),
+    };
     if let Some(pid) = args.live.pid {
         crate::probe::process::exe_of(pid)?;
     }
@@ -66,8 +91,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         metrics: Exporter::new(args.live.top, args.metrics_key_label.into()),
         hotkeys: Snapshots::default(),
     }));
-    let http = HttpServer::start(&args.listen, agent.clone())?;
-    eprintln!("ebpf-map-trace: serving http://{}/metrics", args.listen);
+    let scheme = web.scheme();
+    let reload = args.web_config_file.as_deref().map(Watch::new);
+    let http = HttpServer::start(&args.listen, web, reload, agent.clone())?;
+    eprintln!("ebpf-map-trace: serving {scheme}://{}/metrics", args.listen);
     let result = match args.live.pid {
         Some(pid) => {
             lock(&agent).metrics.set_targets(1);
@@ -93,6 +120,35 @@ fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
     )
 }
 
+/// Whether keys must be served as hashes only although `--redact` was not given: on a listen
+/// address other hosts can reach, unless `--expose-keys`. Asking there for key values as
+/// metric labels without `--expose-keys` is an error rather than quietly hashed.
+fn keys_hidden(args: &Args) -> Result<bool> {
+    if args.expose_keys || is_loopback(&args.listen) {
+        return Ok(false);
+    }
+    anyhow::ensure!(
+        args.metrics_key_label != KeyLabelArg::Value || args.live.redact,
+        "--metrics-key-label value on --listen {} would publish key values beyond this host: \
+         add --expose-keys to allow it",
+        args.listen
+    );
+    Ok(true)
+}
+
+/// Whether `listen` (`host:port`) is reachable only from this host: every address it resolves
+/// to is loopback (127.0.0.0/8, ::1). Unresolvable counts as not loopback.
+pub fn is_loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// Runs the live loop on one process, publishing every refresh, until it ends.
 fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
     run_live(&live.options(pid), &mut |_, _| {}, &mut |_| {}, &mut |r| {
@@ -105,4 +161,30 @@ fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
 
 fn lock(agent: &Shared) -> std::sync::MutexGuard<'_, Agent> {
     agent.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_is_127_slash_8_and_ipv6_one_only() {
+        for l in [
+            "127.0.0.1:9464",
+            "127.1.2.3:1",
+            "[::1]:9464",
+            "localhost:9464",
+        ] {
+            assert!(is_loopback(l), "{l}");
+        }
+        for l in [
+            "0.0.0.0:9464",
+            "[::]:9464",
+            "10.0.0.1:9464",
+            "[::ffff:127.0.0.1]:1",
+            "x",
+        ] {
+            assert!(!is_loopback(l), "{l}");
+        }
+    }
 }

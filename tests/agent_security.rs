@@ -1,0 +1,349 @@
+//! `serve` safe on a shared network: a real Prometheus scrapes it over TLS with basic auth (the
+//! exporter-toolkit web config) and gets the hot key, while a wrong password gets 401 and plain
+//! HTTP to the TLS port is refused; a broken web config is one error line at start. On a
+//! non-loopback `--listen`, no key value of the traced program appears anywhere in `/hotkeys`
+//! or `/metrics` (only hashes), unless `--expose-keys`.
+mod common;
+#[path = "support/http.rs"]
+mod http;
+#[path = "support/prometheus.rs"]
+mod prometheus;
+#[path = "support/tracer.rs"]
+mod tracer;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{GoProcess, Variant};
+use ebpf_map_trace::report::redact;
+use prometheus::Prometheus;
+use serde_json::Value;
+use tracer::Tracer;
+
+const MAP: &str = "map[string]int";
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "serve tests need root");
+}
+
+/// The workload writing "key:N" keys and, from its start, the hot key "hot:1".
+fn start_workload() -> GoProcess {
+    let bin = common::build("workload", &common::newest_toolchain(), Variant::Plain);
+    GoProcess::start_waiting(
+        &bin,
+        &["-rate", "20000", "-duration", "60", "-hot-after", "0"],
+    )
+}
+
+fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("emt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is missing: install the Debian package openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.crt`) and a server certificate it signed for 127.0.0.1 (`server.crt`,
+/// `server.key`), made now in `dir`.
+fn make_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=emt-test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(dir, &csr);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// A Prometheus job scraping `target`, YAML under `scrape_configs:`.
+fn job(name: &str, target: &str, extra: &str) -> String {
+    format!("  - job_name: {name}\n{extra}    static_configs:\n      - targets: ['{target}']\n")
+}
+
+#[test]
+fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() {
+    require_root();
+    let dir = tempdir("tls");
+    make_certificates(&dir);
+    let hash = bcrypt::hash("s3cret", 8).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .unwrap();
+    let target = start_workload();
+    let listen = http::free_addr();
+    let pid = target.pid().to_string();
+    let mut serve = Tracer::spawn(&[
+        "serve",
+        "-p",
+        &pid,
+        "--listen",
+        &listen,
+        "--refresh",
+        "0.5",
+        "--metrics-key-label",
+        "value",
+        "--web.config.file",
+        web.to_str().unwrap(),
+    ]);
+    serve.wait_attached();
+    target.release();
+
+    let ca = dir.join("ca.crt");
+    let tls = |password: &str| {
+        format!(
+            "    scheme: https\n    tls_config:\n      ca_file: {}\n    \
+             basic_auth:\n      username: prometheus\n      password: {password}\n",
+            ca.display()
+        )
+    };
+    let jobs = job("good", &listen, &tls("s3cret"))
+        + &job("wrong", &listen, &tls("guess"))
+        + &job("plain", &listen, "");
+    let prom = Prometheus::with_jobs(&jobs);
+
+    // With the CA and the right password: the hot key, at rank 1.
+    let q = format!("gomap_hot_key_writes_per_second{{job=\"good\",map=\"{MAP}\",rank=\"1\"}}");
+    poll(40, "the hot key scraped over TLS", || {
+        prom.query(&q)?
+            .into_iter()
+            .find(|s| s["metric"]["key"] == "hot:1")
+    });
+    // The wrong password and plain HTTP are refused, and Prometheus says why.
+    let down = |job: &str, why: &str| {
+        poll(20, &format!("job {job} down with {why}"), || {
+            prom.targets()?.into_iter().find(|t| {
+                t["labels"]["job"] == job
+                    && t["health"] == "down"
+                    && t["lastError"].as_str().unwrap_or("").contains(why)
+            })
+        })
+    };
+    down("wrong", "401 Unauthorized");
+    down("plain", "400 Bad Request");
+    for job in ["wrong", "plain"] {
+        let stored = prom
+            .query(&format!("gomap_hot_key_writes_per_second{{job=\"{job}\"}}"))
+            .unwrap_or_default();
+        assert!(stored.is_empty(), "job {job} got metrics: {stored:?}");
+    }
+    // Plain HTTP to the TLS port: a 400 that explains, and no metric in it.
+    let (status, body) = http::get(&listen, "/metrics", None).expect("an answer");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("HTTPS server") && !body.contains("gomap_"),
+        "{body}"
+    );
+
+    drop(target);
+    let (st, _, err) = serve.terminate();
+    assert!(st.success(), "serve: {st}: {err}");
+    assert!(
+        err.contains(&format!("serving https://{listen}/metrics")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `serve ARGS` that must fail at start: its one stderr line.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(tracer::TRACER)
+        .arg("serve")
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "serve {args:?} must fail: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("ebpf-map-trace: error: "), "{err}");
+    err
+}
+
+#[test]
+fn a_broken_web_config_or_a_key_label_that_would_leak_is_one_line_at_start() {
+    let dir = tempdir("webcfg");
+    let cases = [
+        (
+            "tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: x.key\n",
+            "cert_file /nonexistent.crt",
+        ),
+        (
+            "tls_server_config:\n  cert_file: /dev/null\n",
+            "needs key_file",
+        ),
+        (
+            "basic_auth_users:\n  alice: hunter2\n",
+            "alice: not a bcrypt hash",
+        ),
+        ("tls_server_confg: {}\n", "unknown field `tls_server_confg`"),
+        (
+            "tls_server_config:\n  client_auth_type: RequireAnyClientCert\n",
+            "not supported",
+        ),
+    ];
+    for (i, (text, why)) in cases.iter().enumerate() {
+        let f = dir.join(format!("web{i}.yml"));
+        std::fs::write(&f, text).unwrap();
+        let err = refused(&["-p", "1", "--web.config.file", f.to_str().unwrap()]);
+        assert!(
+            err.contains(&format!("web config {}", f.display())),
+            "{err}"
+        );
+        assert!(err.contains(why), "{text}: {err}");
+    }
+    let err = refused(&[
+        "-p",
+        "1",
+        "--listen",
+        "0.0.0.0:0",
+        "--metrics-key-label",
+        "value",
+    ]);
+    assert!(err.contains("--expose-keys"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Both answers of a scrape: `/hotkeys` and `/metrics` (Prometheus text and OpenMetrics).
+fn bodies(addr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, accept) in [
+        ("/hotkeys", None),
+        ("/metrics", None),
+        (
+            "/metrics",
+            Some("application/openmetrics-text; version=1.0.0"),
+        ),
+    ] {
+        let (status, body) = http::get(addr, path, accept).expect("an answer");
+        assert_eq!(status, 200, "{path}: {body}");
+        out.push(body);
+    }
+    out
+}
+
+fn top_key(addr: &str) -> Option<String> {
+    let (_, body) = http::get(addr, "/hotkeys", None)?;
+    let r: Value = serde_json::from_str(&body).ok()?;
+    r["maps"].as_array()?.iter().find(|m| m["type"] == MAP)?["top_keys"][0]["key"]
+        .as_str()
+        .map(String::from)
+}
+
+#[test]
+fn non_loopback_listen_serves_no_key_value_unless_expose_keys() {
+    require_root();
+    let target = start_workload();
+    let pid = target.pid().to_string();
+    // Listening on every address (what the DaemonSet does); scraped here through loopback,
+    // which is the same socket: the decision follows --listen, not who asks.
+    let port = http::free_addr().rsplit(':').next().unwrap().to_string();
+    let listen = format!("0.0.0.0:{port}");
+    let local = format!("127.0.0.1:{port}");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["serve", "-p", &pid, "--listen", &listen, "--refresh", "0.5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let mut serve = Tracer::spawn_program(Path::new(tracer::TRACER), &args(&[]));
+    serve.wait_attached();
+    target.release();
+    // The hot key is there, as its hash.
+    let hashed = redact("hot:1");
+    poll(20, "the hot key's hash on top", || {
+        (top_key(&local)? == hashed).then_some(())
+    });
+    let all = bodies(&local);
+    assert!(
+        all[1].contains(hashed.trim_start_matches('#')),
+        "{}",
+        all[1]
+    );
+    for body in &all {
+        for value in ["hot:1", "key:"] {
+            assert!(!body.contains(value), "key value {value:?} served:\n{body}");
+        }
+    }
+    let (st, _, err) = serve.terminate();
+    assert!(st.success(), "serve: {st}: {err}");
+
+    // --expose-keys: the values, in /hotkeys and (asked for) as metric labels.
+    let mut serve = Tracer::spawn_program(
+        Path::new(tracer::TRACER),
+        &args(&["--expose-keys", "--metrics-key-label", "value"]),
+    );
+    serve.wait_attached();
+    poll(20, "hot:1 on top", || {
+        (top_key(&local)? == "hot:1").then_some(())
+    });
+    poll(10, "key=\"hot:1\" in /metrics", || {
+        bodies(&local)[1].contains("key=\"hot:1\"").then_some(())
+    });
+    drop(target);
+    let (st, _, err) = serve.terminate();
+    assert!(st.success(), "serve: {st}: {err}");
+}
