@@ -121,7 +121,23 @@ fn daemonset_is_a_valid_kubernetes_object() {
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{probe}");
         assert_eq!(c[probe]["httpGet"]["port"], port["name"], "{probe}");
+        assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
     }
+    // The web config (TLS, auth) is read from a mounted Secret.
+    let web = &args[args.iter().position(|a| a == "--web.config.file").unwrap() + 1];
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| Path::new(web).starts_with(m["mountPath"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("no volume mounted at {web}"));
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert!(volume["secret"]["secretName"].is_string(), "{volume}");
 }
 
 #[test]
@@ -303,6 +319,9 @@ fn daemonset_privileges_suffice_and_each_measured_one_is_needed() {
     args[i] = bin.to_str().unwrap().to_string();
     let i = at(&args, "--listen");
     args[i] = listen.clone();
+    // Its web config is a Secret of the cluster (TLS and auth: tests/agent_security.rs).
+    let i = at(&args, "--web.config.file");
+    args.drain(i - 1..=i);
     let mut all = with_caps(&caps);
     all.extend(args);
     let mut serve = tracer::Tracer::spawn_program(Path::new(setpriv), &all);

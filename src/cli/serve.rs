@@ -151,6 +151,12 @@ pub fn is_loopback(listen: &str) -> bool {
 
 /// Runs the live loop on one process, publishing every refresh, until it ends.
 fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
+    let origin = crate::probe::container::origin_of(pid);
+    {
+        let mut a = lock(agent);
+        a.metrics.set_origin(pid, &origin);
+        a.hotkeys.set_origin(pid, origin);
+    }
     run_live(&live.options(pid), &mut |_, _| {}, &mut |_| {}, &mut |r| {
         let mut a = lock(agent);
         a.metrics.update(pid, &r);

@@ -1,15 +1,18 @@
 //! `/hotkeys`: the latest report (schema `ebpf-map-trace/report/v1`) of every watched process,
 //! merged into one: `target` is the first process's, `pids` lists all, and each map says whose
-//! it is (`pid`); maps are sorted by writes as in any report.
+//! it is (`pid`, and where known its `container_id`, `pod_uid` and `exe` inside its container);
+//! maps are sorted by writes as in any report.
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::probe::container::Origin;
 use crate::report::Report;
 
 #[derive(Default)]
 pub struct Snapshots {
     by_pid: BTreeMap<u32, Value>,
+    origins: BTreeMap<u32, Origin>,
 }
 
 impl Snapshots {
@@ -19,8 +22,14 @@ impl Snapshots {
         }
     }
 
+    /// Where process `pid` comes from, added to each of its maps.
+    pub fn set_origin(&mut self, pid: u32, origin: Origin) {
+        self.origins.insert(pid, origin);
+    }
+
     pub fn retire(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
+        self.origins.remove(&pid);
     }
 
     /// The merged report; `null` before the first refresh of any process.
@@ -41,6 +50,11 @@ impl Snapshots {
             for m in rep["maps"].as_array().into_iter().flatten() {
                 let mut m = m.clone();
                 m["pid"] = json!(pid);
+                if let (Some(o), Some(fields)) = (self.origins.get(pid), m.as_object_mut()) {
+                    if let Ok(Value::Object(origin)) = serde_json::to_value(o) {
+                        fields.extend(origin);
+                    }
+                }
                 maps.push(m);
             }
         }

@@ -1,7 +1,9 @@
 //! `serve`'s Prometheus metrics: one `prometheus-client` registry (OpenMetrics text), updated
 //! from each watched process's live refresh. Cardinality is bounded by construction: labels are
-//! the pid, the map type, the write site and at most `--top` hot keys per map (by key hash; the key
-//! itself only with `--metrics-key-label value`). A process that ends has its series removed.
+//! the process (`pid`, and where known its `container_id`, `pod_uid` and `exe`: one value each
+//! per process, so no more series), the map type, the write site and at most `--top` hot keys per
+//! map (by key hash; the key itself only with `--metrics-key-label value`). A process that ends
+//! has its series removed.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prometheus_client::encoding::prometheus_text;
@@ -12,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::probe::container::Origin;
 use crate::report::live::Refresh;
 use crate::report::{redact, MapReport};
 
@@ -176,6 +179,8 @@ pub struct Exporter {
     lost: Series<F64Counter>,
     overhead: Series<F64Gauge>,
     targets: Gauge,
+    /// Each process's labels: its pid and where it comes from.
+    processes: HashMap<u32, Labels>,
 }
 
 impl Exporter {
@@ -222,15 +227,28 @@ impl Exporter {
             lost,
             overhead,
             targets,
+            processes: HashMap::new(),
         }
+    }
+
+    /// Labels every series of process `pid` with where it comes from (before its refreshes).
+    pub fn set_origin(&mut self, pid: u32, origin: &Origin) {
+        self.processes.insert(pid, process_labels(pid, origin));
     }
 
     /// Takes in one refresh of process `pid`.
     pub fn update(&mut self, pid: u32, r: &Refresh) {
         let rep = &r.report;
-        let p = pid.to_string();
-        let base =
-            |map: &str| -> Labels { vec![("pid".into(), p.clone()), ("map".into(), map.into())] };
+        let process = self
+            .processes
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| process_labels(pid, &Origin::default()));
+        let base = |map: &str| -> Labels {
+            let mut l = process.clone();
+            l.push(("map".into(), map.into()));
+            l
+        };
         let coverage = rep.coverage.max(1e-9);
 
         // Map instances of one type are one series: the type is the label, not the address.
@@ -296,7 +314,7 @@ impl Exporter {
             }
         }
         self.hot_key_rate.keep_only(pid, &hot_seen);
-        let pid_only: Labels = vec![("pid".into(), p.clone())];
+        let pid_only: Labels = process;
         self.coverage.get(pid, pid_only.clone()).set(rep.coverage);
         raise_to(
             &self.lost.get(pid, pid_only.clone()),
@@ -307,6 +325,7 @@ impl Exporter {
 
     /// Removes every series of a process that is no longer traced.
     pub fn retire(&mut self, pid: u32) {
+        self.processes.remove(&pid);
         self.writes.retire(pid);
         self.map_rate.retire(pid);
         self.hot_key_rate.retire(pid);
@@ -335,6 +354,21 @@ impl Exporter {
         };
         out
     }
+}
+
+/// `pid`, then `container_id`, `pod_uid` and `exe` where known.
+fn process_labels(pid: u32, origin: &Origin) -> Labels {
+    let mut l: Labels = vec![("pid".into(), pid.to_string())];
+    for (name, value) in [
+        ("container_id", &origin.container_id),
+        ("pod_uid", &origin.pod_uid),
+        ("exe", &origin.exe),
+    ] {
+        if let Some(v) = value {
+            l.push((name.into(), v.clone()));
+        }
+    }
+    l
 }
 
 /// Counters follow cumulative totals that are re-estimated each refresh: they only move up.

@@ -2,8 +2,10 @@
 //! process and attaching them to its map functions (`session`: exact mode keeps them attached,
 //! budget mode attaches and detaches them per window), starting a command held before exec so
 //! it is traced from its first instruction (`launch`), measuring what one probed write costs
-//! (`calibrate`), and the traced process in /proc (`process`).
+//! (`calibrate`), and the traced process in /proc (`process`) with the container and pod it
+//! runs in (`container`).
 pub mod calibrate;
+pub mod container;
 pub mod launch;
 pub mod load;
 pub mod points;

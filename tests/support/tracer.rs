@@ -23,15 +23,20 @@ impl Tracer {
         program: &std::path::Path,
         args: &[S],
     ) -> Tracer {
-        let mut child = Command::new(program)
+        let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run the tracer");
-        let out = Some(crate::common::read_all(child.stdout.take().unwrap()));
-        let err = Some(crate::common::read_all(child.stderr.take().unwrap()));
+        Tracer::adopt(child)
+    }
+
+    /// A tracer started by the caller (its stdout and stderr piped, or null).
+    pub fn adopt(mut child: Child) -> Tracer {
+        let out = Some(drain(child.stdout.take()));
+        let err = Some(drain(child.stderr.take()));
         Tracer { child, out, err }
     }
 
@@ -81,6 +86,14 @@ impl Tracer {
                 .unwrap_or_default(),
             _ => "(still running)".into(),
         }
+    }
+}
+
+/// Reads a pipe to its end on a thread (nothing to read without one).
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> JoinHandle<String> {
+    match pipe {
+        Some(p) => crate::common::read_all(p),
+        None => std::thread::spawn(String::new),
     }
 }
 
