@@ -13,7 +13,6 @@ mod tracer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{GoProcess, Variant};
 use ebpf_map_trace::report::redact;
@@ -35,20 +34,6 @@ fn start_workload() -> GoProcess {
         &bin,
         &["-rate", "20000", "-duration", "60", "-hot-after", "0"],
     )
-}
-
-fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -166,14 +151,14 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() {
 
     // With the CA and the right password: the hot key, at rank 1.
     let q = format!("gomap_hot_key_writes_per_second{{job=\"good\",map=\"{MAP}\",rank=\"1\"}}");
-    poll(40, "the hot key scraped over TLS", || {
+    common::poll(40, "the hot key scraped over TLS", || {
         prom.query(&q)?
             .into_iter()
             .find(|s| s["metric"]["key"] == "hot:1")
     });
     // The wrong password and plain HTTP are refused, and Prometheus says why.
     let down = |job: &str, why: &str| {
-        poll(20, &format!("job {job} down with {why}"), || {
+        common::poll(20, &format!("job {job} down with {why}"), || {
             prom.targets()?.into_iter().find(|t| {
                 t["labels"]["job"] == job
                     && t["health"] == "down"
@@ -314,7 +299,7 @@ fn non_loopback_listen_serves_no_key_value_unless_expose_keys() {
     target.release();
     // The hot key is there, as its hash.
     let hashed = redact("hot:1");
-    poll(20, "the hot key's hash on top", || {
+    common::poll(20, "the hot key's hash on top", || {
         (top_key(&local)? == hashed).then_some(())
     });
     let all = bodies(&local);
@@ -337,10 +322,10 @@ fn non_loopback_listen_serves_no_key_value_unless_expose_keys() {
         &args(&["--expose-keys", "--metrics-key-label", "value"]),
     );
     serve.wait_attached();
-    poll(20, "hot:1 on top", || {
+    common::poll(20, "hot:1 on top", || {
         (top_key(&local)? == "hot:1").then_some(())
     });
-    poll(10, "key=\"hot:1\" in /metrics", || {
+    common::poll(10, "key=\"hot:1\" in /metrics", || {
         bodies(&local)[1].contains("key=\"hot:1\"").then_some(())
     });
     drop(target);

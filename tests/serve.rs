@@ -50,21 +50,6 @@ fn key_hash(key: &str) -> String {
     redact(key).trim_start_matches('#').to_string()
 }
 
-/// Polls `f` every 250 ms until it returns Some, for at most `secs` seconds.
-fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn hotkeys(addr: &str) -> Option<Value> {
     let (status, body) = http::get(addr, "/hotkeys", None)?;
     (status == 200)
@@ -108,7 +93,7 @@ fn prometheus_scrapes_the_hot_key_and_promtool_accepts_the_metrics() {
     let prom = Prometheus::start(&listen);
 
     // The agent's own view first: the program's hot key on top of its map.
-    poll(20, "hot:1 on top in /hotkeys", || {
+    common::poll(20, "hot:1 on top in /hotkeys", || {
         (top_key_of(&hotkeys(&listen)?, pid)? == "hot:1").then_some(())
     });
 
@@ -154,7 +139,7 @@ fn prometheus_scrapes_the_hot_key_and_promtool_accepts_the_metrics() {
 
     // Prometheus (OpenMetrics negotiated) stores the series: PromQL finds the hot key at rank 1.
     let promql = format!("gomap_hot_key_writes_per_second{{map=\"{MAP}\",rank=\"1\"}}");
-    let series = poll(40, "the hot key's series in Prometheus", || {
+    let series = common::poll(40, "the hot key's series in Prometheus", || {
         let r = prom.query(&promql)?;
         r.into_iter().find(|s| s["metric"]["key"] == "hot:1")
     });
@@ -306,7 +291,7 @@ fn binary_mode_follows_every_process_of_the_executable_across_mount_namespaces()
     );
 
     // Exited processes are retired within seconds.
-    poll(10, "exited processes retired", || {
+    common::poll(10, "exited processes retired", || {
         let report = hotkeys(&listen);
         let gone = report.as_ref().is_none_or(|r| r.is_null());
         let (_, body) = http::get(&listen, "/metrics", None)?;

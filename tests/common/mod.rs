@@ -1003,3 +1003,18 @@ fn split_ready(lines: &[Value]) -> (Option<u32>, &[Value]) {
         _ => (None, lines),
     }
 }
+
+/// Polls `f` every 250 ms until it returns Some, for at most `secs` seconds.
+pub fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
