@@ -1,6 +1,7 @@
 //! `serve` safe on a shared network: a real Prometheus scrapes it over TLS with basic auth (the
-//! exporter-toolkit web config) and gets the hot key, while a wrong password gets 401 and plain
-//! HTTP to the TLS port is refused; a broken web config is one error line at start. On a
+//! exporter-toolkit web config) and gets the hot key, with or without a client certificate its
+//! CA signed, while a wrong password gets 401, a certificate from another CA fails the
+//! handshake and plain HTTP to the TLS port is refused; a broken web config is one error line at start. On a
 //! non-loopback `--listen`, no key value of the traced program appears anywhere in `/hotkeys`
 //! or `/metrics` (only hashes), unless `--expose-keys`.
 mod common;
@@ -56,46 +57,65 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A test CA (`ca.crt`) and a server certificate it signed for 127.0.0.1 (`server.crt`,
-/// `server.key`), made now in `dir`.
-fn make_certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=emt-test-ca"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-    openssl(dir, &csr);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+/// A CA named `ca` (`ca.crt`, `ca.key`) made now in `dir`.
+fn make_ca(dir: &Path, ca: &str) {
+    let (crt, key) = (format!("{ca}.crt"), format!("{ca}.key"));
+    let subject = format!("/CN=emt-test-{ca}");
+    let mut args = vec!["req", "-x509", "-days", "1", "-subj", &subject];
+    args.extend(EC);
+    args.extend(["-keyout", &key, "-out", &crt]);
+    openssl(dir, &args);
+}
+
+/// A key pair `name.key`, `name.crt` for `subject_alt_name` (e.g. `IP:127.0.0.1`), signed by
+/// the CA `ca` of `dir`.
+fn make_leaf(dir: &Path, name: &str, ca: &str, subject_alt_name: &str) {
+    let (crt, key, csr, ext) = (
+        format!("{name}.crt"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    let subject = format!("/CN={name}");
+    let mut args = vec!["req", "-subj", &subject];
+    args.extend(EC);
+    args.extend(["-keyout", &key, "-out", &csr]);
+    openssl(dir, &args);
+    std::fs::write(
+        dir.join(&ext),
+        format!("subjectAltName={subject_alt_name}\n"),
+    )
+    .unwrap();
+    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
-            "ca.crt",
+            &ca_crt,
             "-CAkey",
-            "ca.key",
+            &ca_key,
             "-CAcreateserial",
             "-days",
             "1",
             "-extfile",
-            "san.ext",
+            &ext,
             "-out",
-            "server.crt",
+            &crt,
         ],
     );
 }
+
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
 
 /// A Prometheus job scraping `target`, YAML under `scrape_configs:`.
 fn job(name: &str, target: &str, extra: &str) -> String {
@@ -106,13 +126,19 @@ fn job(name: &str, target: &str, extra: &str) -> String {
 fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() {
     require_root();
     let dir = tempdir("tls");
-    make_certificates(&dir);
+    // The agent's CA signs its certificate and one client's; another CA signs a stranger's.
+    make_ca(&dir, "ca");
+    make_leaf(&dir, "server", "ca", "IP:127.0.0.1");
+    make_leaf(&dir, "client", "ca", "DNS:prometheus");
+    make_ca(&dir, "other-ca");
+    make_leaf(&dir, "stranger", "other-ca", "DNS:prometheus");
     let hash = bcrypt::hash("s3cret", 8).unwrap();
     let web = dir.join("web.yml");
     std::fs::write(
         &web,
         format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+             client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.crt\n\
              basic_auth_users:\n  prometheus: {hash}\n"
         ),
     )
@@ -137,25 +163,45 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() {
     target.release();
 
     let ca = dir.join("ca.crt");
-    let tls = |password: &str| {
+    let tls = |password: &str, client: Option<&str>| {
+        let cert = client
+            .map(|c| {
+                let (crt, key) = (dir.join(format!("{c}.crt")), dir.join(format!("{c}.key")));
+                format!(
+                    "      cert_file: {}\n      key_file: {}\n",
+                    crt.display(),
+                    key.display()
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "    scheme: https\n    tls_config:\n      ca_file: {}\n    \
+            "    scheme: https\n    tls_config:\n      ca_file: {}\n{cert}    \
              basic_auth:\n      username: prometheus\n      password: {password}\n",
             ca.display()
         )
     };
-    let jobs = job("good", &listen, &tls("s3cret"))
-        + &job("wrong", &listen, &tls("guess"))
+    let jobs = job("good", &listen, &tls("s3cret", None))
+        + &job("client-cert", &listen, &tls("s3cret", Some("client")))
+        + &job("stranger-cert", &listen, &tls("s3cret", Some("stranger")))
+        + &job("wrong", &listen, &tls("guess", None))
         + &job("plain", &listen, "");
     let prom = Prometheus::with_jobs(&jobs);
 
     // With the CA and the right password: the hot key, at rank 1.
-    let q = format!("gomap_hot_key_writes_per_second{{job=\"good\",map=\"{MAP}\",rank=\"1\"}}");
-    common::poll(40, "the hot key scraped over TLS", || {
-        prom.query(&q)?
-            .into_iter()
-            .find(|s| s["metric"]["key"] == "hot:1")
-    });
+    // So with a client certificate the agent's CA signed.
+    for job in ["good", "client-cert"] {
+        let q =
+            format!("gomap_hot_key_writes_per_second{{job=\"{job}\",map=\"{MAP}\",rank=\"1\"}}");
+        common::poll(
+            40,
+            &format!("the hot key scraped over TLS by {job}"),
+            || {
+                prom.query(&q)?
+                    .into_iter()
+                    .find(|s| s["metric"]["key"] == "hot:1")
+            },
+        );
+    }
     // The wrong password and plain HTTP are refused, and Prometheus says why.
     let down = |job: &str, why: &str| {
         common::poll(20, &format!("job {job} down with {why}"), || {
@@ -168,7 +214,9 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() {
     };
     down("wrong", "401 Unauthorized");
     down("plain", "400 Bad Request");
-    for job in ["wrong", "plain"] {
+    // A client certificate from another CA fails the handshake, right password or not.
+    down("stranger-cert", "tls: ");
+    for job in ["wrong", "plain", "stranger-cert"] {
         let stored = prom
             .query(&format!("gomap_hot_key_writes_per_second{{job=\"{job}\"}}"))
             .unwrap_or_default();

@@ -468,6 +468,29 @@ mod tests {
     }
 
     #[test]
+    fn watch_reloads_a_changed_file_and_reports_a_broken_one() {
+        let d = tmp("watch");
+        let p = write(&d, "web.yml", "");
+        let mut w = Watch::new(&p);
+        assert!(w.changed().is_none(), "nothing changed yet");
+        // A new version (its time set forward: file times can be coarser than a test is fast).
+        let touch = |text: &str, secs: u64| {
+            std::fs::write(&p, text).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(SystemTime::now() + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        touch(&format!("basic_auth_users:\n  alice: {hash}\n"), 10);
+        let c = w.changed().expect("a change").unwrap();
+        assert!(c.auth.is_some_and(|a| a.verify("alice", "pw")));
+        assert!(w.changed().is_none(), "one change is reported once");
+        touch("basic_auth_users:\n  alice: nohash\n", 20);
+        let e = w.changed().expect("a change").err().expect("broken");
+        assert!(format!("{e:#}").contains("not a bcrypt hash"), "{e:#}");
+    }
+
+    #[test]
     fn dummy_hash_is_a_valid_hash() {
         assert_eq!(bcrypt::verify("x", DUMMY_HASH).ok(), Some(false));
     }
