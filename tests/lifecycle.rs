@@ -3,15 +3,15 @@
 //! program); children it forks (os/exec of itself) are not traced; a target that exits ends
 //! `top` as well as `run`. Every wait has a timeout.
 mod common;
+#[path = "support/tracer.rs"]
+mod tracer;
 
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::probes::wait_attached;
 use common::{json_lines, GoProcess, Variant};
 use serde_json::Value;
-
-const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
+use tracer::{Tracer, TRACER};
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -52,30 +52,36 @@ fn parent_writes(lines: &[Value]) -> u64 {
         .expect("the parent's counts line")
 }
 
-fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        let t0 = Instant::now();
-        while t0.elapsed() < timeout {
-            std::thread::sleep(Duration::from_millis(50));
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                return false;
-            }
-        }
-        true
-    });
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        !watchdog.join().unwrap() || out.status.code().is_some(),
-        "timed out"
-    );
-    out
+/// The map's top keys are exactly the parent's ten keys `parent:0` … `parent:9`, each written
+/// `writes / 10` times (the program writes key `parent:<i % 10>` for i = 0, 1, …), and no key of
+/// the child.
+fn assert_parent_keys(map: &Value, writes: u64, label: &str) {
+    let mut keys: Vec<(String, u64)> = map["top_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key"].as_str().unwrap().to_string(),
+                k["writes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    keys.sort();
+    let want: Vec<(String, u64)> = (0..10)
+        .map(|i| (format!("parent:{i}"), writes / 10))
+        .collect();
+    assert_eq!(keys, want, "{label}: top keys of main.writeKey's map");
+}
+
+/// Whether the tracer's stderr names the reason: `executed another program (PATH)` with a PATH
+/// whose file name is `name` (`/bin/sleep` resolves to `/usr/bin/sleep` on merged-/usr systems).
+fn says_exec(stderr: &str, name: &str) -> bool {
+    stderr.lines().any(|l| {
+        l.split_once("executed another program (")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .is_some_and(|(path, _)| std::path::Path::new(path).file_name() == Some(name.as_ref()))
+    })
 }
 
 #[test]
@@ -83,7 +89,8 @@ fn exec_ends_a_command_trace_with_a_report_that_says_why() {
     require_root();
     let json = report_at("exec-cmd.json");
     let t0 = Instant::now();
-    let out = run_with_timeout(
+    // The watchdog: a tracer still waiting for the exec'd program after 30 s is killed and fails.
+    let out = common::run_command(
         Command::new(TRACER)
             .args(["run", "--json", json.to_str().unwrap(), "--"])
             .arg(lifecycle())
@@ -99,61 +106,31 @@ fn exec_ends_a_command_trace_with_a_report_that_says_why() {
             ]),
         Duration::from_secs(30),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert!(
+        out.status.success(),
+        "tracer {}: {}",
+        out.status,
+        out.stderr
+    );
     assert!(
         t0.elapsed() < Duration::from_secs(20),
         "took {:?}",
         t0.elapsed()
     );
     assert!(
-        stderr.contains("executed another program (") && stderr.contains("sleep)"),
-        "the tracer does not say why the trace ended: {stderr}"
+        says_exec(&out.stderr, "sleep"),
+        "the tracer does not say why the trace ended: {}",
+        out.stderr
     );
     let report = read_report(&json);
     assert!(report["ended"]
         .as_str()
         .is_some_and(|s| s.contains("executed another program")));
-    let program = json_lines(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(
-        write_key_map(&report)["writes"].as_u64(),
-        Some(parent_writes(&program))
-    );
-}
-
-/// Starts the tracer with `args`; its stdout is read to the end by the returned thread.
-fn spawn_tracer<S: AsRef<std::ffi::OsStr>>(
-    args: &[S],
-) -> (std::process::Child, std::thread::JoinHandle<String>) {
-    let mut tracer = Command::new(TRACER)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = tracer.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut { out }, &mut s);
-        s
-    });
-    (tracer, reader)
-}
-
-/// Waits for the tracer to end by itself within `timeout`; kills it and fails otherwise.
-fn wait_for_tracer(tracer: &mut std::process::Child, timeout: Duration, what: &str) -> ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(s) = tracer.try_wait().unwrap() {
-            return s;
-        }
-        if t0.elapsed() > timeout {
-            let _ = tracer.kill();
-            let _ = tracer.wait();
-            panic!("the tracer did not end within {timeout:?}: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let program = json_lines(&out.stdout);
+    let writes = parent_writes(&program);
+    let map = write_key_map(&report);
+    assert_eq!(map["writes"].as_u64(), Some(writes));
+    assert_parent_keys(map, writes, "run -- CMD");
 }
 
 #[test]
@@ -162,7 +139,7 @@ fn exec_ends_a_pid_trace_while_the_new_program_runs_on() {
     for cmd in [&["run"][..], &["top", "--json", "--mode", "exact"][..]] {
         let label = cmd.join(" ");
         let json = report_at("exec-pid.json");
-        let p = GoProcess::start_waiting(
+        let mut p = GoProcess::start_waiting(
             &lifecycle(),
             &[
                 "-mode",
@@ -180,25 +157,22 @@ fn exec_ends_a_pid_trace_while_the_new_program_runs_on() {
         if cmd[0] == "run" {
             args.extend(["--json".into(), json.to_str().unwrap().into()]);
         }
-        let (mut tracer, reader) = spawn_tracer(&args);
-        wait_attached(tracer.id(), &label);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut tracer = Tracer::spawn(&args);
+        tracer.wait_attached_to(p.pid());
         p.release();
-        let status = wait_for_tracer(
-            &mut tracer,
-            Duration::from_secs(15),
-            &format!("{label}: target exec'd sleep 30"),
-        );
-        let stdout = reader.join().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut tracer.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert!(status.success(), "{label}: {stderr}");
-        assert!(
-            stderr.contains("executed another program"),
-            "{label}: {stderr}"
-        );
+        // The program's own count, printed just before it exec'd sleep.
+        let counts = p
+            .next_line(common::RUN_TIMEOUT)
+            .expect("the program's counts line");
+        let writes = parent_writes(&[counts]);
+        let (status, stdout, stderr) = tracer.finish_within(Duration::from_secs(15));
+        assert!(status.success(), "{label}: tracer {status}: {stderr}");
+        assert!(says_exec(&stderr, "sleep"), "{label}: {stderr}");
         // The target is now sleep, alive and untouched.
         let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap();
         assert_eq!(comm.trim(), "sleep", "{label}");
+        assert!(!p.has_exited(), "{label}: the exec'd program died");
         let report = if cmd[0] == "run" {
             read_report(&json)
         } else {
@@ -210,11 +184,9 @@ fn exec_ends_a_pid_trace_while_the_new_program_runs_on() {
                 .is_some_and(|s| s.contains("executed another program")),
             "{label}: {report}"
         );
-        assert_eq!(
-            write_key_map(&report)["writes"].as_u64(),
-            Some(1000),
-            "{label}"
-        );
+        let map = write_key_map(&report);
+        assert_eq!(map["writes"].as_u64(), Some(writes), "{label}");
+        assert_parent_keys(map, writes, &label);
         drop(p); // kills and reaps the sleeping target
     }
 }
@@ -223,7 +195,7 @@ fn exec_ends_a_pid_trace_while_the_new_program_runs_on() {
 fn forked_children_are_not_traced() {
     require_root();
     let json = report_at("fork.json");
-    let out = run_with_timeout(
+    let out = common::run_command(
         Command::new(TRACER)
             .args(["run", "--json", json.to_str().unwrap(), "--"])
             .arg(lifecycle())
@@ -232,36 +204,44 @@ fn forked_children_are_not_traced() {
     );
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "tracer {}: {}",
+        out.status,
+        out.stderr
     );
-    let program = json_lines(&String::from_utf8_lossy(&out.stdout));
-    assert!(
-        program.iter().any(|l| l["who"] == "child"),
-        "the child did not run"
-    );
+    let program = json_lines(&out.stdout);
+    let child = program
+        .iter()
+        .find(|l| l["who"] == "child")
+        .expect("the child's counts line: the child did not run");
+    assert_eq!(child["writes"], 1000, "the child's own count");
     let report = read_report(&json);
-    assert_eq!(
-        write_key_map(&report)["writes"].as_u64(),
-        Some(parent_writes(&program))
-    );
-    let text = report.to_string();
-    assert!(!text.contains("child:"), "a child's keys were traced");
-    assert!(text.contains("parent:"));
+    let writes = parent_writes(&program);
+    let map = write_key_map(&report);
+    assert_eq!(map["writes"].as_u64(), Some(writes));
+    // Only the parent's keys: a traced child would add `child:<i>` keys (and writes).
+    assert_parent_keys(map, writes, "fork");
+    assert_eq!(map["distinct_keys"], 10, "fork: distinct keys");
 }
 
 #[test]
 fn target_exit_ends_top() {
     require_root();
     let p = GoProcess::start_waiting(&lifecycle(), &["-mode", "fork", "-n", "2000"]);
-    let pid = p.pid().to_string();
-    let (mut tracer, reader) = spawn_tracer(&["top", "--json", "--mode", "exact", "-p", &pid]);
-    wait_attached(tracer.id(), "top exit");
+    let pid = p.pid();
+    let mut tracer = Tracer::spawn(&["top", "--json", "--mode", "exact", "-p", &pid.to_string()]);
+    tracer.wait_attached_to(pid);
     p.release();
     let lines = p.finish(); // reaped before the tracer notices
-    assert_eq!(parent_writes(&lines), 4000);
-    let status = wait_for_tracer(&mut tracer, Duration::from_secs(15), "target exited");
-    assert!(status.success());
-    let snapshots = reader.join().unwrap();
-    assert!(snapshots.contains("parent:"), "no snapshot: {snapshots}");
+    let writes = parent_writes(&lines);
+    assert_eq!(writes, 4000, "the program's own count");
+    let (status, stdout, stderr) = tracer.finish_within(Duration::from_secs(15));
+    assert!(status.success(), "tracer {status}: {stderr}");
+    let last = json_lines(&stdout).pop().expect("a snapshot");
+    let map = write_key_map(&last);
+    assert_eq!(
+        map["writes"].as_u64(),
+        Some(writes),
+        "last snapshot: {last}"
+    );
+    assert_parent_keys(map, writes, "top");
 }

@@ -417,22 +417,29 @@ pub struct Output {
 
 /// Runs `bin args...` to completion (killing it after `timeout`) and returns what it printed.
 pub fn run_output(bin: &Path, args: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(bin)
-        .args(args)
+    run_command(Command::new(bin).args(args), timeout)
+}
+
+/// Runs `cmd` (stdin from /dev/null) to completion and returns what it printed. The watchdog:
+/// if it has not exited within `timeout`, its whole process group (it leads one of its own, so
+/// children it started die with it and release the pipes) is killed with SIGKILL and the test
+/// fails, naming the command and its stderr so far.
+pub fn run_command(cmd: &mut Command, timeout: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let stdout = read_all(child.stdout.take().unwrap());
     let stderr = read_all(child.stderr.take().unwrap());
     let Some(status) = wait_timeout(&mut child, timeout) else {
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_group(&mut child);
         panic!(
-            "{} {} did not finish within {timeout:?}; stderr:\n{}",
-            bin.display(),
-            args.join(" "),
+            "{what} did not finish within {timeout:?} (killed); stderr:\n{}",
             stderr.join().unwrap_or_default()
         )
     };
@@ -441,6 +448,65 @@ pub fn run_output(bin: &Path, args: &[&str], timeout: Duration) -> Output {
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
     }
+}
+
+/// SIGKILLs the process group `child` leads (started with `process_group(0)`) and reaps it.
+pub fn kill_group(child: &mut Child) {
+    let pgid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) has no memory-safety preconditions; the group is our own child's.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Fails unless a program that was expected to stop by itself stopped without crashing: not
+/// killed by a signal (SIGSEGV, SIGABRT, ...) and not a Rust panic (exit status 101).
+pub fn assert_no_crash(status: ExitStatus, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        None,
+        "{what}: killed by signal {:?} ({status})",
+        status.signal()
+    );
+    assert_ne!(status.code(), Some(101), "{what}: panicked ({status})");
+}
+
+/// The whitespace-separated words of `text`, each stripped of surrounding quotes and
+/// punctuation (`'"`,;:()[]{}<>`), for checks anchored to whole tokens: `has_token(s, "0")`
+/// is met by `invalid value '0'` but not by `10` or `0.5`.
+pub fn tokens(text: &str) -> impl Iterator<Item = &str> {
+    text.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| "'\"`,;:()[]{}<>".contains(c)))
+}
+
+/// Whether `token` is one of [`tokens`] of `text`.
+pub fn has_token(text: &str, token: &str) -> bool {
+    tokens(text).any(|t| t == token)
+}
+
+/// The tracer's `--redact` form of a key, written out here from its definition (FNV-1a 64 of
+/// the key as printed, `#` and 16 hex digits), so that tests do not take it from the tracer.
+pub fn key_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("#{h:016x}")
+}
+
+/// Whether `token` has the form of a redacted key: `#` and 16 lowercase hex digits.
+pub fn is_key_hash(token: &str) -> bool {
+    token.strip_prefix('#').is_some_and(|h| {
+        h.len() == 16
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Prints why a part of a test does not run, in the one form the suite uses for it.
+pub fn skipped(reason: &str) {
+    eprintln!("SKIPPED: {reason}");
 }
 
 /// Runs `bin args...`, requires exit status 0, and returns its stdout as JSON values, one a line.
@@ -477,6 +543,17 @@ pub fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
         let _ = r.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// Waits for `child` to exit by itself within `timeout` and returns its status; if it has not,
+/// SIGKILLs it (the watchdog: a hang fails the test instead of blocking it) and fails the test.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
+    if let Some(status) = wait_timeout(child, timeout) {
+        return status;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{what}: still running after {timeout:?} (killed)");
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {

@@ -1,5 +1,5 @@
-//! Probe bookkeeping for the tracing tests: which BPF links a tracer holds (from
-//! `/proc/PID/fdinfo`), which the kernel still has (libbpf-rs's link iterator), and whether anything
+//! Probe bookkeeping for the tracing tests: which BPF links a tracer holds and on which target
+//! (from `/proc/PID/fdinfo`: the one fdinfo scanner of the tests), which the kernel still has (libbpf-rs's link iterator), and whether anything
 //! still probes a given binary (uprobe_multi/perf links naming its path, `uprobe_events` lines).
 use std::path::Path;
 use std::process::Command;
@@ -7,18 +7,54 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::query::{LinkInfo, LinkInfoIter, LinkTypeInfo, PerfEventType};
 
-/// Ids of the BPF links process `pid` holds, from its fdinfo.
-pub fn links_of(pid: u32) -> Vec<u64> {
+/// The fdinfo text of every BPF link process `pid` holds (`link_id:`, `link_type:`, and for
+/// uprobe_multi links the probed `name:` and `pid:` filter). Empty once the process is gone.
+pub fn link_fdinfos(pid: u32) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return Vec::new();
     };
     dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|info| info.lines().any(|l| l.starts_with("link_id:")))
+        .collect()
+}
+
+/// Ids of the BPF links process `pid` holds, from its fdinfo.
+pub fn links_of(pid: u32) -> Vec<u64> {
+    link_fdinfos(pid)
+        .iter()
         .filter_map(|info| {
             info.lines()
                 .find_map(|l| l.strip_prefix("link_id:"))
                 .and_then(|v| v.trim().parse().ok())
         })
         .collect()
+}
+
+/// Whether `tracer` holds a BPF link whose probes are filtered to process `target`.
+pub fn holds_link_on(tracer: u32, target: u32) -> bool {
+    let want = format!("pid:\t{target}\n");
+    link_fdinfos(tracer).iter().any(|s| s.contains(&want))
+}
+
+/// Whether `tracer` holds a BPF link on a target process. Budget mode first calibrates on
+/// probes in the tracer's own binary (links naming its path or its pid): those do not count.
+pub fn holds_target_link(tracer: u32) -> bool {
+    let own_exe = std::fs::read_link(format!("/proc/{tracer}/exe")).unwrap_or_default();
+    let own_name = format!("name:\t{}\n", own_exe.display());
+    let own_pid = format!("pid:\t{tracer}\n");
+    link_fdinfos(tracer)
+        .iter()
+        .any(|s| !s.contains(&own_name) && !s.contains(&own_pid))
+}
+
+/// Waits (up to `timeout`) until `f()` holds, failing the test with `what` otherwise; polls every
+/// 20 ms. For waits on the tracer's probes (`|| holds_link_on(t, p)`) instead of fixed sleeps.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < timeout, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Every BPF link the kernel has (libbpf-rs walks the link ids; bpftool 7.1 here does not

@@ -5,6 +5,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use crate::common::probes::{holds_link_on, holds_target_link};
+
 pub const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
 
 pub struct Tracer {
@@ -42,20 +44,40 @@ impl Tracer {
 
     /// Waits until the tracer holds a BPF link on a target (its probes are attached).
     pub fn wait_attached(&mut self) {
+        self.wait_for(|t| holds_target_link(t), "a target");
+    }
+
+    /// Waits until the tracer holds a BPF link filtered to process `target`.
+    pub fn wait_attached_to(&mut self, target: u32) {
+        self.wait_for(|t| holds_link_on(t, target), &format!("process {target}"));
+    }
+
+    fn wait_for(&mut self, attached: impl Fn(u32) -> bool, what: &str) {
         let t0 = Instant::now();
         loop {
-            if holds_target_link(self.child.id()) {
+            if attached(self.child.id()) {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("tracer exited ({st}) before attaching: {}", self.stderr());
+                panic!(
+                    "tracer exited ({st}) before attaching to {what}: {}",
+                    self.stderr()
+                );
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(30),
-                "tracer never attached"
+                "tracer never attached to {what} within 30 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits (at most `timeout`) for the tracer to end by itself; its status, stdout and stderr.
+    /// The watchdog kills it and fails the test if it does not.
+    pub fn finish_within(mut self, timeout: Duration) -> (ExitStatus, String, String) {
+        let status = crate::common::wait_or_kill(&mut self.child, timeout, "tracer");
+        let out = self.out.take().unwrap().join().unwrap_or_default();
+        (status, out, self.stderr())
     }
 
     /// Sends SIGTERM and waits (at most 20 s) for the exit; its status, stdout and stderr.
@@ -104,32 +126,4 @@ impl Drop for Tracer {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Whether `tracer` holds a BPF link whose probes are filtered to process `target`.
-pub fn holds_link_on(tracer: u32, target: u32) -> bool {
-    let want = format!("pid:\t{target}\n");
-    link_infos(tracer).iter().any(|s| s.contains(&want))
-}
-
-/// The fdinfo text of every BPF link `tracer` holds.
-fn link_infos(tracer: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{tracer}/fdinfo"))
-        .map(|d| d.flatten().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter(|s| s.contains("link_id:"))
-        .collect()
-}
-
-/// Whether the tracer holds a BPF link on a target process. Budget mode first calibrates on
-/// probes in the tracer's own binary (links naming its path or its pid): those do not count.
-pub fn holds_target_link(tracer: u32) -> bool {
-    let own_exe = std::fs::read_link(format!("/proc/{tracer}/exe")).unwrap_or_default();
-    let own_name = format!("name:\t{}\n", own_exe.display());
-    let own_pid = format!("pid:\t{tracer}\n");
-    link_infos(tracer)
-        .iter()
-        .any(|s| !s.contains(&own_name) && !s.contains(&own_pid))
 }
