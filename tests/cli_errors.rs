@@ -4,6 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
 
@@ -13,21 +14,39 @@ fn fails_with(args: &[&str], expect: &str) {
 }
 
 fn fails_with_cmd(cmd: &mut Command, expect: &str) {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = one_error_line(cmd);
+    assert!(stderr.contains(expect), "want {expect:?} in: {stderr}");
+}
+
+/// Runs `cmd` (watchdog: 60 s) and requires a failure that is not a crash (no signal, no panic)
+/// with exactly one stderr line `ebpf-map-trace: error: ...`; returns that line.
+fn one_error_line(cmd: &mut Command) -> String {
+    let out = common::run_command(cmd, Duration::from_secs(60));
+    let what = format!("{cmd:?}");
+    common::assert_no_crash(out.status, &what);
     assert!(
         !out.status.success(),
-        "expected failure for {cmd:?}, stderr: {stderr}"
+        "expected failure for {what}, stderr: {}",
+        out.stderr
     );
-    assert_ne!(out.status.code(), Some(101), "panicked: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "want one error line, got: {stderr}");
-    assert!(lines[0].starts_with("ebpf-map-trace: error: "), "{stderr}");
-    assert!(lines[0].contains(expect), "want {expect:?} in: {stderr}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: want one error line, got: {}",
+        out.stderr
+    );
     assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{stderr}"
+        lines[0].starts_with("ebpf-map-trace: error: "),
+        "{what}: {}",
+        out.stderr
     );
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
+        "{}",
+        out.stderr
+    );
+    lines[0].to_string()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -74,32 +93,31 @@ fn truncated_and_corrupted_go_binaries() {
         common::Variant::Stripped,
     ))
     .unwrap();
+    // A cut anywhere loses the build info or the function table at the end of the file: every
+    // truncated binary is refused with one error line, never inspected as if it were whole.
     for cut in [64, 4096, good.len() / 3, good.len() / 2, good.len() - 4096] {
         let p = write(&format!("trunc-{cut}"), &good[..cut]);
-        let out = Command::new(TRACER).args(["inspect", &p]).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(101), "panic at cut {cut}: {stderr}");
-        if !out.status.success() {
-            assert_eq!(stderr.lines().count(), 1, "cut {cut}: {stderr}");
-        }
+        one_error_line(Command::new(TRACER).args(["inspect", &p]));
     }
-    // Flip bytes throughout the pclntab-heavy middle: must never panic.
+    // Flip bytes throughout the pclntab-heavy middle: never a crash; either one error line, or
+    // a complete JSON description.
     for step in [997usize, 4099, 65_537] {
         let mut bad = good.clone();
         for i in (good.len() / 4..good.len()).step_by(step) {
             bad[i] ^= 0x5a;
         }
         let p = write(&format!("flip-{step}"), &bad);
-        let out = Command::new(TRACER)
-            .args(["inspect", &p, "--json"])
-            .output()
-            .unwrap();
-        assert_ne!(
-            out.status.code(),
-            Some(101),
-            "panic with flips every {step}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = Command::new(TRACER);
+        cmd.args(["inspect", &p, "--json"]);
+        let out = common::run_command(&mut cmd, Duration::from_secs(60));
+        common::assert_no_crash(out.status, &format!("flips every {step}"));
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|e| panic!("flips every {step}: not JSON ({e}): {}", out.stdout));
+            assert!(v["go_version"].is_string(), "flips every {step}: {v}");
+        } else {
+            one_error_line(&mut cmd);
+        }
     }
 }
 
@@ -241,19 +259,61 @@ fn a_process_that_has_exited_is_named_as_such() {
     child.wait().unwrap();
 }
 
+/// Runs the tracer in a mount namespace of its own where `hide` (a directory of /sys) is covered
+/// by an empty tmpfs: the kernel feature behind it looks absent to the tracer alone.
+fn without_sys_dir(hide: &str, args: &[&str]) -> Command {
+    assert!(
+        Path::new("/usr/bin/unshare").exists(),
+        "/usr/bin/unshare is missing (util-linux)"
+    );
+    let mut cmd = Command::new("/usr/bin/unshare");
+    cmd.args(["--mount", "--", "/bin/sh", "-c"])
+        .arg(r#"mount -t tmpfs none "$1" && shift && exec "$@""#)
+        .args(["sh", hide, TRACER])
+        .args(args);
+    cmd
+}
+
 #[test]
-fn kernel_features_cannot_be_removed_here() {
-    // "kernel without uprobes or BTF" cannot be produced on this machine (the features are
-    // built in); the preflight checks name them. This asserts the machine really has both, so
-    // that the other tracing tests run against them.
-    assert!(
-        Path::new("/sys/bus/event_source/devices/uprobe").exists(),
-        "this kernel has no uprobes: tracing tests cannot run"
+fn a_kernel_without_uprobes_or_btf_is_named() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (a mount namespace hides the kernel features)"
     );
-    assert!(
-        Path::new("/sys/kernel/btf/vmlinux").exists(),
-        "this kernel has no BTF: tracing tests cannot run"
+    // The features are there (the tracing tests need them) ...
+    assert!(Path::new("/sys/bus/event_source/devices/uprobe").exists());
+    assert!(Path::new("/sys/kernel/btf/vmlinux").exists());
+    let bin = common::build(
+        "growth",
+        &common::newest_toolchain(),
+        common::Variant::Plain,
     );
+    let b = bin.to_str().unwrap();
+    let target = common::GoProcess::start_waiting(&bin, &["-n", "10"]);
+    let pid = target.pid().to_string();
+    // ... and hidden from the tracer, each is named, by every tracing command.
+    for (hide, expect) in [
+        (
+            "/sys/bus/event_source/devices",
+            "this kernel has no uprobes (CONFIG_UPROBE_EVENTS)",
+        ),
+        ("/sys/kernel/btf", "this kernel has no BTF"),
+    ] {
+        fails_with_cmd(&mut without_sys_dir(hide, &["run", "--", b]), expect);
+        fails_with_cmd(&mut without_sys_dir(hide, &["run", "-p", &pid]), expect);
+        for cmd in ["top", "trace", "serve"] {
+            for target in [["-p", &pid], ["--binary", b]] {
+                let mut args = vec![cmd, "--duration", "1"];
+                args.extend(target);
+                fails_with_cmd(&mut without_sys_dir(hide, &args), expect);
+            }
+        }
+    }
+    target.release();
+    let done = target.finish();
+    assert_eq!(done.last().unwrap()["n"], 10, "the target, untouched");
 }
 
 #[test]
@@ -264,28 +324,36 @@ fn bad_option_values_are_one_clean_line() {
         common::Variant::Plain,
     );
     let b = bin.to_str().unwrap();
+    // Each error line must name the bad value and what it was given for, as whole words.
     for (args, expect) in [
-        (vec!["run", "--key-bytes", "257", "--", b], "257"),
-        (vec!["run", "--key-bytes", "0", "--", b], "0"),
-        (vec!["run", "--duration", "soon", "--", b], "soon"),
-        (vec!["top", "-p", "notapid"], "notapid"),
+        (
+            vec!["run", "--key-bytes", "257", "--", b],
+            &["257", "--key-bytes"][..],
+        ),
+        (
+            vec!["run", "--key-bytes", "0", "--", b],
+            &["0", "--key-bytes"],
+        ),
+        (
+            vec!["run", "--duration", "soon", "--", b],
+            &["soon", "--duration"],
+        ),
+        (vec!["top", "-p", "notapid"], &["notapid", "--pid"]),
         (
             vec!["run", "--", "/nonexistent/cmd"],
-            "command not found: /nonexistent/cmd",
+            &["command", "not", "found", "/nonexistent/cmd"],
         ),
         (
             vec!["top", "--binary", "/nonexistent/bin"],
-            "/nonexistent/bin",
+            &["/nonexistent/bin"],
         ),
     ] {
-        let out = Command::new(TRACER).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {stderr}");
-        assert!(
-            stderr.contains(expect),
-            "{args:?}: want {expect:?} in {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let line = one_error_line(Command::new(TRACER).args(&args));
+        for token in expect {
+            assert!(
+                common::has_token(&line, token),
+                "{args:?}: want the word {token:?} in {line:?}"
+            );
+        }
     }
 }

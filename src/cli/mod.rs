@@ -44,7 +44,10 @@ enum Command {
 
 /// Parses arguments, runs the command, and turns any failure into one line on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if !matches!(cli.command, Command::Inspect(_)) {
         // Before any probe exists: a Ctrl-C or SIGTERM from here on ends with a clean detach.
         crate::pipeline::stop::stop_on_signals();
@@ -61,6 +64,28 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ebpf-map-trace: error: {}", one_line(&e));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The command line, or the exit code after `--help`/`--version` (printed in full on stdout) or
+/// a usage error (one line on stderr, like every other failure; clap's own adds a blank line and
+/// a hint).
+fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            let what: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            let what = what.join(" ");
+            let what = what.strip_prefix("error: ").unwrap_or(&what);
+            eprintln!("ebpf-map-trace: error: {what} (see --help)");
+            Err(ExitCode::from(2))
         }
     }
 }
