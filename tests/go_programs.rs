@@ -352,6 +352,10 @@ fn keys_addresses_match_the_binary() {
 /// The write functions call the map-assign function the tracer expects for each key type.
 #[test]
 fn keys_write_functions_call_the_expected_mapassign() {
+    common::skipped(
+        "keys_write_functions_call_the_expected_mapassign: stripped builds (no symbol table for \
+         go tool objdump); each toolchain's plain and PIE builds of the same source are checked",
+    );
     for (tc, v, bin) in matrix("keys") {
         if !v.has_symbols() {
             continue;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::{Toolchain, Variant};
+use ebpf_map_trace::gobin::types::KeyLayout;
 use ebpf_map_trace::gobin::{GoBinary, MapImpl};
 
 fn open(p: &Path) -> GoBinary {
@@ -158,6 +159,90 @@ fn check_version(tc: &Toolchain, path: &Path, bin: &GoBinary) {
     }
 }
 
+/// The offset of `goid` in `runtime.g` as Go's own debug/dwarf reads it from `path` (the
+/// `dwarfgoid` helper), or None when `path` has no DWARF.
+fn dwarf_goid(path: &Path) -> Option<u64> {
+    let helper = common::build("dwarfgoid", &common::newest_toolchain(), Variant::Plain);
+    let out = common::run_output(&helper, &[path.to_str().unwrap()], common::RUN_TIMEOUT);
+    if out.status.code() == Some(3) {
+        return None; // no DWARF
+    }
+    assert!(
+        out.status.success(),
+        "dwarfgoid {}: {}",
+        path.display(),
+        out.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("dwarfgoid's line");
+    Some(v["goid_offset"].as_u64().expect("goid_offset"))
+}
+
+/// The goid offset the parser finds equals Go's own DWARF reader's: from the binary's DWARF in
+/// plain and PIE builds (and found there, not in the table), from its plain twin's (the same
+/// toolchain's runtime.g) in a stripped build, which has no DWARF and uses the table.
+fn check_goid(tc: &Toolchain, variant: Variant, path: &Path, bin: &GoBinary) {
+    use ebpf_map_trace::gobin::goid::{table_offset, GoidSource};
+    let truth = match variant {
+        Variant::Stripped => {
+            assert_eq!(
+                dwarf_goid(path),
+                None,
+                "{}: DWARF in a stripped build",
+                path.display()
+            );
+            dwarf_goid(&common::build("keys", tc, Variant::Plain))
+        }
+        _ => dwarf_goid(path),
+    }
+    .unwrap_or_else(|| panic!("{}: no runtime.g goid in DWARF", path.display()));
+    let goid = bin.goid_offset().expect("goid offset");
+    let source = if variant == Variant::Stripped {
+        GoidSource::Table
+    } else {
+        GoidSource::Dwarf
+    };
+    assert_eq!(
+        (goid.offset, goid.source),
+        (truth, source),
+        "{}: goid offset (Go's debug/dwarf says {truth})",
+        path.display()
+    );
+    assert_eq!(
+        table_offset(tc.minor()),
+        Some(truth),
+        "go{}: the table's goid offset vs DWARF",
+        tc.version
+    );
+}
+
+/// [`ebpf_map_trace::gobin::types::KeyLayout`] in the notation the `keys` program prints for
+/// its maps' key types from Go's reflect.
+fn layout_text(l: &KeyLayout) -> String {
+    match l {
+        KeyLayout::Bool => "bool".into(),
+        KeyLayout::Int { size } => format!("i{size}"),
+        KeyLayout::Uint { size } => format!("u{size}"),
+        KeyLayout::Float { size } => format!("f{size}"),
+        KeyLayout::Complex { size } => format!("c{size}"),
+        KeyLayout::String => "string".into(),
+        KeyLayout::Pointer => "ptr".into(),
+        KeyLayout::Interface { empty: true } => "eface".into(),
+        KeyLayout::Interface { empty: false } => "iface".into(),
+        KeyLayout::Array {
+            elem,
+            elem_size,
+            len,
+        } => format!("[{len}]{elem_size}:{}", layout_text(elem)),
+        KeyLayout::Struct { fields } => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(off, f)| format!("{off}:{}", layout_text(f)))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+    }
+}
+
 #[test]
 fn parser_agrees_with_go_tools_for_every_toolchain_and_variant() {
     let built = common::matrix("keys");
@@ -210,13 +295,9 @@ fn parser_agrees_with_go_tools_for_every_toolchain_and_variant() {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(p.offset > 0 && s.addr + p.offset < s.end);
         }
-        let goid = bin.goid_offset().expect("goid offset");
-        assert_eq!(
-            Some(goid.offset),
-            ebpf_map_trace::gobin::goid::table_offset(bin.version.1),
-            "{}: DWARF and table disagree on goid",
-            path.display()
-        );
+        check_goid(tc, *variant, path, &bin);
+        // A stripped binary has no symbols for `go tool nm`/`objdump`: it is checked against its
+        // plain twin below (same functions, lines, map functions), which was checked against them.
         if *variant != Variant::Stripped {
             check_against_nm(tc, path, &bin);
             check_against_objdump(tc, path, &bin);
@@ -281,7 +362,13 @@ fn map_type_names_equal_what_the_program_prints() {
         let bias = main_main - bin.pclntab.func_by_name("main.main").unwrap().entry;
         let reader = bin.types().expect("types reader");
         let maps = types["maps"].as_array().unwrap();
-        assert!(maps.len() >= 8);
+        let printed: Vec<&str> = maps.iter().map(|m| m["type"].as_str().unwrap()).collect();
+        let scenarios: Vec<&str> = common::KEYS_SCENARIOS.iter().map(|s| s.type_name).collect();
+        assert_eq!(
+            printed, scenarios,
+            "go{} {variant:?}: the program's maps",
+            tc.version
+        );
         let all_map_types: Vec<String> = reader.map_types().into_iter().map(|t| t.name).collect();
         for m in maps {
             let addr = common::parse_hex(m["type_addr"].as_str().unwrap()) - bias;
@@ -300,9 +387,16 @@ fn map_type_names_equal_what_the_program_prints() {
                 t.name
             );
             if let ebpf_map_trace::gobin::types::Detail::Map { key, .. } = t.detail {
-                reader
+                let layout = reader
                     .key_layout(key)
                     .unwrap_or_else(|e| panic!("go{} {variant:?} {}: {e}", tc.version, t.name));
+                assert_eq!(
+                    layout_text(&layout),
+                    m["key_layout"].as_str().unwrap(),
+                    "go{} {variant:?} {}: key layout vs Go's reflect",
+                    tc.version,
+                    t.name
+                );
             } else {
                 panic!("{} is not a map type", t.name);
             }

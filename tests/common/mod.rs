@@ -504,9 +504,11 @@ pub fn is_key_hash(token: &str) -> bool {
     })
 }
 
-/// Prints why a part of a test does not run, in the one form the suite uses for it.
+/// Prints why a part of a test does not run, in the one form the suite uses for it. Written to
+/// the process's stderr directly, so the test harness shows it even for passing tests.
 pub fn skipped(reason: &str) {
-    eprintln!("SKIPPED: {reason}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
 /// Runs `bin args...`, requires exit status 0, and returns its stdout as JSON values, one a line.
@@ -875,6 +877,8 @@ pub struct MapInfo {
     /// `%p` of the map: its header address (RBX at a map-assign call).
     #[serde(deserialize_with = "hex")]
     pub id: u64,
+    /// The key type's memory layout as Go's reflect reports it, e.g. `{0:i8,8:string}`.
+    pub key_layout: String,
 }
 
 /// `{"event":"types",...}` of `keys`.

@@ -4,10 +4,12 @@
 //
 // Output, one JSON object per line:
 //
-//	{"event":"types","main_main":"0x..","maps":[{"scenario":S,"type":T,"type_addr":"0x..","id":"0xc.."},...]}
+//	{"event":"types","main_main":"0x..","maps":[{"scenario":S,"type":T,"type_addr":"0x..","id":"0xc..","key_layout":L},...]}
 //	{"event":"ready","pid":P}                    (only with -wait; then blocks until SIGUSR1)
 //	{"event":"counts","scenario":S,"type":T,"id":ID,"total":N,"funcs":{"main.writeX":n,...},
 //	 "keys":[{"key":K,"writes":n},...]}          (one per scenario; keys sorted by writes desc, then key)
+//
+// key_layout is the key type's memory layout as reflect sees it (see layout).
 package main
 
 import (
@@ -201,10 +203,54 @@ func emit(v interface{}) {
 }
 
 type mapInfo struct {
-	Scenario string `json:"scenario"`
-	Type     string `json:"type"`
-	TypeAddr string `json:"type_addr"`
-	ID       string `json:"id"`
+	Scenario  string `json:"scenario"`
+	Type      string `json:"type"`
+	TypeAddr  string `json:"type_addr"`
+	ID        string `json:"id"`
+	KeyLayout string `json:"key_layout"`
+}
+
+// layout describes how values of t lie in memory, as reflect reports it: "bool", "i<size>",
+// "u<size>", "f<size>", "c<size>", "string", "ptr" (pointers, channels, unsafe pointers),
+// "eface" / "iface" (empty / non-empty interfaces), "[<len>]<elem size>:<elem>" for arrays and
+// "{<offset>:<field>,...}" for structs.
+func layout(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return fmt.Sprintf("i%d", t.Size())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return fmt.Sprintf("u%d", t.Size())
+	case reflect.Float32, reflect.Float64:
+		return fmt.Sprintf("f%d", t.Size())
+	case reflect.Complex64, reflect.Complex128:
+		return fmt.Sprintf("c%d", t.Size())
+	case reflect.String:
+		return "string"
+	case reflect.Ptr, reflect.Chan, reflect.UnsafePointer:
+		return "ptr"
+	case reflect.Interface:
+		if t.NumMethod() == 0 {
+			return "eface"
+		}
+		return "iface"
+	case reflect.Array:
+		return fmt.Sprintf("[%d]%d:%s", t.Len(), t.Elem().Size(), layout(t.Elem()))
+	case reflect.Struct:
+		var b bytes.Buffer
+		b.WriteByte('{')
+		for i := 0; i < t.NumField(); i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			f := t.Field(i)
+			fmt.Fprintf(&b, "%d:%s", f.Offset, layout(f.Type))
+		}
+		b.WriteByte('}')
+		return b.String()
+	}
+	return "?" + t.Kind().String()
 }
 
 type typesEvent struct {
@@ -332,6 +378,7 @@ func main() {
 		types.Maps = append(types.Maps, mapInfo{
 			Scenario: s.name, Type: fmt.Sprintf("%T", s.m),
 			TypeAddr: fmt.Sprintf("0x%x", typeAddr(s.m)), ID: fmt.Sprintf("%p", s.m),
+			KeyLayout: layout(reflect.TypeOf(s.m).Key()),
 		})
 	}
 	emit(types)
