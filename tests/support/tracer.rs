@@ -44,7 +44,7 @@ impl Tracer {
 
     /// Waits until the tracer holds a BPF link on a target (its probes are attached).
     pub fn wait_attached(&mut self) {
-        self.wait_for(|t| holds_target_link(t), "a target");
+        self.wait_for(holds_target_link, "a target");
     }
 
     /// Waits until the tracer holds a BPF link filtered to process `target`.
