@@ -23,30 +23,31 @@ fn require_root() {
     );
 }
 
-fn workload() -> PathBuf {
-    common::build("workload", &common::newest_toolchain(), Variant::Plain)
-}
-
-fn wait_linked(tracer: &mut Tracer, target: u32) {
-    let t0 = Instant::now();
-    while !tracer::holds_link_on(tracer.child.id(), target) {
-        if let Ok(Some(st)) = tracer.child.try_wait() {
-            panic!("tracer exited ({st}) before attaching to {target}");
+/// The `workload` program, copied to a path (and inode) of this test's own: `--binary` follows
+/// every process of an executable, and the tests of this file run at the same time.
+fn workload(test: &str) -> PathBuf {
+    let built = common::build("workload", &common::newest_toolchain(), Variant::Plain);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fleet-{test}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("workload");
+    std::fs::copy(&built, &bin).unwrap();
+    // A process forked by another test thread while the copy was open for writing holds that
+    // descriptor until it execs: until then exec fails with ETXTBSY. Wait for exec to work.
+    common::probes::wait_until(Duration::from_secs(10), "the copy can be executed", || {
+        match std::process::Command::new(&bin).arg("-h").output() {
+            Err(e) => e.raw_os_error() != Some(libc::ETXTBSY),
+            Ok(_) => true,
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "tracer never attached to process {target}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
+    bin
 }
 
 /// Starts two `workload`s of one binary with different seeds, the second after `tracer_args`
 /// (followed by `--binary BIN`) attached to the first; releases each once the tracer is on it.
 /// Returns the tracer's stdout and stderr after SIGTERM, and each program's pid and own count.
-fn two_processes(tracer_args: &[&str]) -> (String, String, Vec<(u32, WorkloadRun)>) {
+fn two_processes(test: &str, tracer_args: &[&str]) -> (String, String, Vec<(u32, WorkloadRun)>) {
     require_root();
-    let bin = workload();
+    let bin = workload(test);
     let args = |seed: &'static str| {
         [
             "-rate",
@@ -63,10 +64,10 @@ fn two_processes(tracer_args: &[&str]) -> (String, String, Vec<(u32, WorkloadRun
     let mut all: Vec<&str> = tracer_args.to_vec();
     all.extend(["--binary", bin.to_str().unwrap()]);
     let mut tracer = Tracer::spawn(&all);
-    wait_linked(&mut tracer, first.pid());
+    tracer.wait_attached_to(first.pid());
     first.release();
     let second = GoProcess::start_waiting(&bin, &args("2"));
-    wait_linked(&mut tracer, second.pid());
+    tracer.wait_attached_to(second.pid());
     second.release();
     let runs: Vec<(u32, WorkloadRun)> = [first, second]
         .into_iter()
@@ -76,8 +77,12 @@ fn two_processes(tracer_args: &[&str]) -> (String, String, Vec<(u32, WorkloadRun
         runs[0].1.done.keys[0].key, runs[1].1.done.keys[0].key,
         "the two seeds must give different hot keys for this test to tell the processes apart"
     );
-    // Both targets are reaped; the tracer retires them within a rescan, then ends on SIGTERM.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Both targets are reaped; the tracer retires them (drops their probes) within a rescan,
+    // then ends on SIGTERM.
+    let t = tracer.child.id();
+    common::probes::wait_until(Duration::from_secs(20), "the tracer retires both", || {
+        runs.iter().all(|(pid, _)| !tracer::holds_link_on(t, *pid))
+    });
     let (status, out, err) = tracer.terminate();
     assert!(status.success(), "tracer failed ({status}): {err}");
     (out, err, runs)
@@ -85,7 +90,10 @@ fn two_processes(tracer_args: &[&str]) -> (String, String, Vec<(u32, WorkloadRun
 
 #[test]
 fn top_binary_json_merges_every_process_with_its_own_hot_key() {
-    let (out, err, runs) = two_processes(&["top", "--json", "--mode", "exact", "--refresh", "0.3"]);
+    let (out, err, runs) = two_processes(
+        "top",
+        &["top", "--json", "--mode", "exact", "--refresh", "0.3"],
+    );
     let reports: Vec<Value> = common::json_lines(&out);
     assert!(!reports.is_empty(), "top printed no report; stderr: {err}");
     assert!(
@@ -124,8 +132,10 @@ fn top_binary_json_merges_every_process_with_its_own_hot_key() {
 
 #[test]
 fn trace_binary_json_streams_writes_of_every_process() {
-    let (out, err, runs) =
-        two_processes(&["trace", "--json", "--mode", "exact", "--max-rate", "100000"]);
+    let (out, err, runs) = two_processes(
+        "trace",
+        &["trace", "--json", "--mode", "exact", "--max-rate", "100000"],
+    );
     let lines = common::json_lines(&out);
     for (pid, run) in &runs {
         let writes: Vec<&Value> = lines
@@ -155,8 +165,9 @@ fn trace_binary_json_streams_writes_of_every_process() {
             hot.key
         );
     }
-    assert!(
-        err.contains("0 writes not shown"),
+    assert_eq!(
+        common::writes_not_shown(&err),
+        0,
         "the merged stream stayed under --max-rate: {err}"
     );
 }
@@ -208,7 +219,7 @@ fn top_binary_terminal_ui_lists_maps_of_both_processes() {
             .is_ok_and(|s| s.success())
     };
     assert!(tmux(&["-V"]), "tmux is needed (apt package tmux)");
-    let bin = workload();
+    let bin = workload("ui");
     let args = ["-rate", "4000", "-duration", "10", "-keys", "50"];
     let first = GoProcess::spawn(&bin, &args);
     let second = GoProcess::spawn(&bin, &args);
@@ -229,20 +240,16 @@ fn top_binary_terminal_ui_lists_maps_of_both_processes() {
         "40",
         &cmd
     ]));
-    let rows = |pid: u32| format!("{pid} 0x");
-    let screen = wait_screen(&session, "both processes", |s| {
-        s.contains("2 processes")
-            && s.contains(&rows(first.pid()))
-            && s.contains(&rows(second.pid()))
+    // A map row of a process: its pid and the map type as whole words on one line.
+    let row_of = |screen: &str, pid: u32| -> Option<String> {
+        screen
+            .lines()
+            .find(|l| common::has_token(l, &pid.to_string()) && common::has_token(l, MAP))
+            .map(String::from)
+    };
+    wait_screen(&session, "a map row of each process", |s| {
+        row_of(s, first.pid()).is_some() && row_of(s, second.pid()).is_some()
     });
-    for p in [&first, &second] {
-        let line = screen.lines().find(|l| l.contains(&rows(p.pid()))).unwrap();
-        assert!(
-            line.contains(MAP),
-            "process {}'s map row: {line}\n{screen}",
-            p.pid()
-        );
-    }
     assert!(tmux(&["send-keys", "-t", &session, "q"]));
     let t0 = Instant::now();
     while tmux(&["has-session", "-t", &session]) {

@@ -63,11 +63,9 @@ pub fn follow(
                 .map(|(p, _)| *p)
                 .collect();
             for pid in ended {
-                let outcome = running.remove(&pid).map(|h| h.join());
-                if let Some(Ok(Err(e))) = outcome {
-                    eprintln!("ebpf-map-trace: process {pid}: {}", super::one_line(&e));
+                if let Some(h) = running.remove(&pid) {
+                    retire(pid, h, &mut retired);
                 }
-                retired(pid);
             }
             tick(running.len());
             if stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -76,12 +74,25 @@ pub fn follow(
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The live loops see the stop request, detach their probes and return.
-        for (_, h) in running {
-            let _ = h.join();
+        // The live loops see the stop request, detach their probes and return; each process is
+        // retired as on its exit (so `top --json` prints its final counts).
+        for (pid, h) in running {
+            retire(pid, h, &mut retired);
         }
         Ok(())
     })
+}
+
+/// Joins the ended loop of `pid`, says why it failed if it did, and calls `retired(pid)`.
+fn retire(
+    pid: u32,
+    h: std::thread::ScopedJoinHandle<'_, Result<()>>,
+    retired: &mut impl FnMut(u32),
+) {
+    if let Ok(Err(e)) = h.join() {
+        eprintln!("ebpf-map-trace: process {pid}: {}", super::one_line(&e));
+    }
+    retired(pid);
 }
 
 /// For `top` and `trace`: at least one process of `binary` runs now, and it is a Go program we

@@ -484,6 +484,13 @@ pub fn has_token(text: &str, token: &str) -> bool {
     tokens(text).any(|t| t == token)
 }
 
+/// Whether `words` occur in `text` as consecutive whole [`tokens`] (`&["2", "processes"]` is met
+/// by `watching 2 processes` but not by `12 processes`).
+pub fn has_words(text: &str, words: &[&str]) -> bool {
+    let all: Vec<&str> = tokens(text).collect();
+    all.windows(words.len()).any(|w| w == words)
+}
+
 /// The tracer's `--redact` form of a key, written out here from its definition (FNV-1a 64 of
 /// the key as printed, `#` and 16 hex digits), so that tests do not take it from the tracer.
 pub fn key_hash(text: &str) -> String {
@@ -502,6 +509,20 @@ pub fn is_key_hash(token: &str) -> bool {
             && h.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
+}
+
+/// The N of trace's closing line `ebpf-map-trace: N writes not shown (over --max-rate R/s); ...`
+/// in `stderr`; fails the test if there is no such line.
+pub fn writes_not_shown(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("ebpf-map-trace: ")?;
+            let (n, tail) = rest.split_once(' ')?;
+            tail.starts_with("writes not shown ")
+                .then(|| n.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no `N writes not shown` line in: {stderr}"))
 }
 
 /// Prints why a part of a test does not run, in the one form the suite uses for it. Written to
