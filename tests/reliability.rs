@@ -27,9 +27,11 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     d
 }
 
-/// Checks a report against the `counts` lines of `stress`: per scenario, the maps written from
-/// its function hold exactly its writes and distinct keys, and every top key has its true count.
-pub fn assert_stress_counts(label: &str, program: &[Value], report: &Value) {
+/// Checks a report made with `--top top_n` against the `counts` lines of `stress`: per scenario,
+/// the maps written from its function hold exactly its writes and distinct keys; each map lists
+/// `top_n` keys (or all it has), every one with its true count; a scenario's only map ranks the
+/// program's most written keys.
+pub fn assert_stress_counts(label: &str, program: &[Value], report: &Value, top_n: usize) {
     let maps = report["maps"].as_array().expect("report maps");
     let mut scenarios = 0;
     for c in program.iter().filter(|v| v["event"] == "counts") {
@@ -69,7 +71,13 @@ pub fn assert_stress_counts(label: &str, program: &[Value], report: &Value) {
             .collect();
         for m in &ours {
             let top = m["top_keys"].as_array().unwrap();
-            assert!(!top.is_empty(), "{label} {sc}: no top keys");
+            let distinct = m["distinct_keys"].as_u64().unwrap() as usize;
+            assert_eq!(
+                top.len(),
+                top_n.min(distinct),
+                "{label} {sc}: top keys of map {}",
+                m["id"]
+            );
             for k in top {
                 let key = k["key"].as_str().unwrap();
                 assert_eq!(
@@ -78,6 +86,23 @@ pub fn assert_stress_counts(label: &str, program: &[Value], report: &Value) {
                     "{label} {sc}: key {key:?}"
                 );
             }
+        }
+        // A scenario with one map: its top keys are the program's most written, in order.
+        if let [m] = ours[..] {
+            let counts: Vec<u64> = m["top_keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["writes"].as_u64().unwrap())
+                .collect();
+            let want: Vec<u64> = c["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .take(top_n)
+                .map(|k| k["writes"].as_u64().unwrap())
+                .collect();
+            assert_eq!(counts, want, "{label} {sc}: ranking of the top {top_n}");
         }
     }
     assert_eq!(
@@ -123,7 +148,7 @@ fn run_untraced_and_traced(label: &str, bin: &Path, dir: &Path) {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("report JSON");
     assert_eq!(report["lost_events"], 0, "{label}: lost events");
     assert_eq!(report["read_failures"], 0, "{label}: unreadable keys");
-    assert_stress_counts(label, &json_lines(&plain.stdout), &report);
+    assert_stress_counts(label, &json_lines(&plain.stdout), &report, 20);
 }
 
 #[test]
@@ -175,7 +200,7 @@ fn a_map_on_a_moving_stack_stays_one_map() {
     );
     assert!(out.status.success(), "{}", out.stderr);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_stress_counts("stackmap", &json_lines(&out.stdout), &report);
+    assert_stress_counts("stackmap", &json_lines(&out.stdout), &report, 10);
     let gc = report["maps"]
         .as_array()
         .unwrap()
