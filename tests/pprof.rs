@@ -317,7 +317,7 @@ fn pprof_tags_show_map_types_and_keys_or_their_hashes() {
     let keys = tags(&text).remove("key").unwrap_or_default();
     let top = &r.truth.counts("struct").keys[0];
     assert_eq!(
-        keys.get(&fnv1a(&top.key)),
+        keys.get(&common::key_hash(&top.key)),
         Some(&top.writes),
         "hash of {:?}:\n{text}",
         top.key
@@ -326,16 +326,6 @@ fn pprof_tags_show_map_types_and_keys_or_their_hashes() {
         !keys.keys().any(|k| k.contains("user:")),
         "a key's text leaked with --redact:\n{text}"
     );
-}
-
-/// The tracer's `--redact` hash (FNV-1a 64 of the key as printed).
-fn fnv1a(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    format!("#{h:016x}")
 }
 
 #[test]
