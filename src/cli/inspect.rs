@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::fmt::Write;
+
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -235,8 +237,23 @@ fn role_group(r: Role) -> &'static str {
 }
 
 pub fn render(r: &Inspection) -> String {
-    use std::fmt::Write;
     let mut o = String::new();
+    render_binary(&mut o, r);
+    render_functions(&mut o, &r.map_functions);
+    render_answers(&mut o, r);
+    if r.problems.is_empty() {
+        let _ = writeln!(o, "\n  ready to trace: every map write can be probed");
+    } else {
+        let _ = writeln!(o, "\n  will not work as well:");
+        for p in &r.problems {
+            let _ = writeln!(o, "    - {p}");
+        }
+    }
+    o
+}
+
+/// What the binary is: version, architecture, build, map implementation, tables found.
+fn render_binary(o: &mut String, r: &Inspection) {
     let _ = writeln!(o, "{}", r.path);
     let _ = writeln!(o, "  Go version      {}", r.go_version);
     let _ = writeln!(o, "  architecture    {}", r.arch);
@@ -293,13 +310,17 @@ pub fn render(r: &Inspection) -> String {
             let _ = writeln!(o, "  goroutine id    unknown");
         }
     }
-    if !r.map_functions.is_empty() {
+}
+
+/// The map functions and their probe points.
+fn render_functions(o: &mut String, functions: &[ProbeSite]) {
+    if !functions.is_empty() {
         let _ = writeln!(
             o,
             "\n  {:<7} {:<44} {:>10} {:>10}  probe",
             "role", "function", "address", "file off"
         );
-        for f in &r.map_functions {
+        for f in functions {
             let probe = match &f.probe {
                 Ok(p) => format!("+{:#x} `{}`", p.offset, p.instruction),
                 Err(e) => format!("NONE: {e}"),
@@ -319,6 +340,10 @@ pub fn render(r: &Inspection) -> String {
             );
         }
     }
+}
+
+/// The answers to `--type` and `--pc`.
+fn render_answers(o: &mut String, r: &Inspection) {
     for t in &r.types {
         match &t.result {
             TypeResult::Ok {
@@ -350,13 +375,4 @@ pub fn render(r: &Inspection) -> String {
             p.line.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
         );
     }
-    if r.problems.is_empty() {
-        let _ = writeln!(o, "\n  ready to trace: every map write can be probed");
-    } else {
-        let _ = writeln!(o, "\n  will not work as well:");
-        for p in &r.problems {
-            let _ = writeln!(o, "    - {p}");
-        }
-    }
-    o
 }

@@ -30,6 +30,7 @@ use ratatui::Terminal;
 
 use crate::gobin::MapImpl;
 use crate::report::{KeyReport, MapReport, Report};
+use crate::sampling::Mode;
 
 /// What the UI is given each refresh: the latest report plus per-map and per-key rates.
 #[derive(Debug)]
@@ -546,7 +547,7 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
         Block::new()
     };
     let inner = block.inner(area);
-    let budget = r.mode == "budget";
+    let budget = r.mode == Mode::Budget;
     let writes_w = if budget { 18 } else { 12 };
     // Narrow terminals keep key, share and trend; very narrow ones key and share.
     let keep: &[usize] = if inner.width >= 52 + writes_w {
@@ -726,7 +727,7 @@ fn right(s: String) -> Cell<'static> {
 
 /// The count shown: the estimate in budget mode, what was seen otherwise.
 fn display_writes(r: &Report, observed: u64, estimated: u64) -> u64 {
-    if r.mode == "budget" {
+    if r.mode == Mode::Budget {
         estimated
     } else {
         observed
@@ -1043,7 +1044,7 @@ mod tests {
                     go_version: "go1.24.11".into(),
                     map_impl: MapImpl::Swiss,
                 },
-                mode: "exact",
+                mode: Mode::Exact,
                 duration_s: 10.0,
                 coverage: 1.0,
                 writes_observed,
@@ -1226,7 +1227,7 @@ mod tests {
         short.map_rates.clear();
         short.key_rates = vec![vec![1.0]];
         short.key_trends.clear();
-        short.report.mode = "budget";
+        short.report.mode = Mode::Budget;
         short.report.coverage = 0.25;
         let states = [
             UiState::default(),

@@ -3,19 +3,22 @@
 //! With `--binary`, every process of the executable (`fleet`), merged into one stream and limit.
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Result;
+use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::args::LiveArgs;
 use crate::decode::internals::Growth;
+use crate::decode::keys::Key;
+use crate::decode::records::{GrowEvent, WriteEvent};
+use crate::gobin::inline::SourceFrame;
 use crate::gobin::GoBinary;
 use crate::pipeline::watch::run_live;
-use crate::report::site_of;
+use crate::probe::process::exe_of;
 use crate::report::symbolize::Symbolizer;
-use crate::sampling::Mode;
+use crate::report::{map_id, redact};
 
 #[derive(clap::Args)]
 #[command(
@@ -52,27 +55,22 @@ pub struct Args {
     json: bool,
 }
 
+/// One write as printed: the writing frame (the innermost of its call site), and with
+/// `--stack` the goroutine's whole stack, innermost first (inlined calls expanded), as profiles
+/// show it; the text form prints the writing frame once, then the frames above it.
 #[derive(Serialize)]
-struct Frame {
-    function: String,
-    file: String,
-    line: u32,
-}
-
-#[derive(Serialize)]
-struct WriteLine<'a> {
+struct WriteLine {
     event: &'static str,
     t_s: f64,
     pid: u32,
     goid: u64,
-    map: &'a str,
+    map: String,
     map_id: String,
-    key: &'a str,
-    function: String,
-    file: String,
-    line: u32,
+    key: String,
+    #[serde(flatten)]
+    site: SourceFrame,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    stack: Vec<Frame>,
+    stack: Vec<SourceFrame>,
 }
 
 /// What every process's loop shares: the clock lines are timed by, and the `--max-rate` limit
@@ -84,11 +82,28 @@ struct Stream {
     coverage: Mutex<f64>,
 }
 
+/// `--max-rate`: lines shown this second, and writes hidden in all.
 #[derive(Default)]
 struct Limit {
     second: u64,
     shown_this_second: u64,
     hidden: u64,
+}
+
+impl Limit {
+    /// Whether a line at `t_s` seconds may be shown (else it is counted as hidden).
+    fn admit(&mut self, t_s: f64, max_rate: u64) -> bool {
+        if t_s as u64 != self.second {
+            self.second = t_s as u64;
+            self.shown_this_second = 0;
+        }
+        if self.shown_this_second >= max_rate {
+            self.hidden += 1;
+            return false;
+        }
+        self.shown_this_second += 1;
+        true
+    }
 }
 
 pub fn run(mut args: Args) -> Result<ExitCode> {
@@ -114,145 +129,29 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             )?
         }
     }
-    let hidden = lock(&stream.limit).hidden;
+    let hidden = stream.limit.lock().hidden;
     eprintln!(
         "ebpf-map-trace: {hidden} writes not shown (over --max-rate {}/s); probes attached {:.1} % of the time ({} mode)",
         args.max_rate,
-        *lock(&stream.coverage) * 100.0,
-        if args.live.mode() == Mode::Exact { "exact" } else { "budget" }
+        *stream.coverage.lock() * 100.0,
+        args.live.mode()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Streams one process's writes into `stream` until it ends (or the trace does).
 fn trace_process(args: &Args, pid: u32, stream: &Stream) -> Result<()> {
     // Symbolization needs the binary; open it once more here (cheap) for the event hook.
-    let bin = GoBinary::open(&crate::probe::process::exe_of(pid)?)?;
-    let started = stream.started;
-    let mut names = Symbolizer::new(&bin);
-    let mut on_event = |ev: &crate::decode::records::WriteEvent, key: &crate::decode::keys::Key| {
-        let map = names.map_type(ev.map_type).to_string();
-        if args
-            .map_filter
-            .as_ref()
-            .is_some_and(|f| !map.contains(f.as_str()))
-        {
-            return;
-        }
-        // With --redact the key is shown (and may be filtered) only as its hash.
-        let shown_key = if args.live.redact {
-            crate::report::redact(&key.text)
-        } else {
-            key.text.clone()
-        };
-        if args.key_filter.as_ref().is_some_and(|f| *f != shown_key) {
-            return;
-        }
-        let site = site_of(&bin, ev.site);
-        if let Some(f) = &args.site_filter {
-            if !site.function.contains(f.as_str())
-                && !format!("{}:{}", site.file, site.line).contains(f.as_str())
-            {
-                return;
-            }
-        }
-        let t = started.elapsed().as_secs_f64();
-        {
-            let mut l = lock(&stream.limit);
-            if t as u64 != l.second {
-                l.second = t as u64;
-                l.shown_this_second = 0;
-            }
-            if l.shown_this_second >= args.max_rate {
-                l.hidden += 1;
-                return;
-            }
-            l.shown_this_second += 1;
-        }
-        let stack: Vec<Frame> = ev
-            .caller_stack()
-            .map(|ret| {
-                let s = site_of(&bin, ret);
-                Frame {
-                    function: s.function,
-                    file: s.file,
-                    line: s.line,
-                }
-            })
-            .collect();
-        let line = WriteLine {
-            event: "write",
-            t_s: t,
-            pid: ev.pid,
-            goid: ev.goid,
-            map: &map,
-            map_id: crate::report::map_id(ev.map_ptr),
-            key: &shown_key,
-            function: site.function,
-            file: site.file,
-            line: site.line,
-            stack,
-        };
-        // One line (and its stack) at a time on the merged stream.
-        let mut out = std::io::stdout().lock();
-        if args.json {
-            let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
-        } else {
-            let _ = writeln!(
-                out,
-                "{:>10.6} {:>7} g{:<6} {} {:?}  {} {}:{}",
-                line.t_s,
-                line.pid,
-                line.goid,
-                line.map,
-                line.key,
-                line.function,
-                line.file,
-                line.line
-            );
-            for f in &line.stack {
-                let _ = writeln!(out, "{:>28} {} {}:{}", "", f.function, f.file, f.line);
-            }
+    let bin = GoBinary::open(&exe_of(pid)?)?;
+    let mut sym = Symbolizer::new(&bin);
+    let mut on_event = |ev: &WriteEvent, key: &Key| {
+        if let Some(line) = write_line(args, &mut sym, stream, ev, key) {
+            print_write(args.json, &line);
         }
     };
-    let mut on_grow = |g: &crate::decode::records::GrowEvent| {
-        if !args.grows {
-            return;
-        }
-        let growth = Growth::from_event(g);
-        if args.json {
-            #[derive(Serialize)]
-            struct GrowLine<'a> {
-                event: &'static str,
-                pid: u32,
-                map_id: String,
-                #[serde(flatten)]
-                growth: &'a Growth,
-            }
-            let l = GrowLine {
-                event: "grow",
-                pid,
-                map_id: crate::report::map_id(g.map_ptr),
-                growth: &growth,
-            };
-            println!("{}", serde_json::to_string(&l).unwrap_or_default());
-        } else {
-            println!(
-                "{:>10.6} {:>7} grow {:#x}: {} {}→{} {} at len {}, {:.1} µs",
-                started.elapsed().as_secs_f64(),
-                pid,
-                g.map_ptr,
-                growth.kind,
-                growth.old_capacity,
-                growth.new_capacity,
-                growth.unit,
-                growth.len,
-                growth.duration_ns as f64 / 1000.0
-            );
+    let mut on_grow = |g: &GrowEvent| {
+        if args.grows {
+            print_grow(args.json, pid, stream.started, g);
         }
     };
     run_live(
@@ -260,9 +159,119 @@ fn trace_process(args: &Args, pid: u32, stream: &Stream) -> Result<()> {
         &mut on_event,
         &mut on_grow,
         &mut |r| {
-            let mut c = lock(&stream.coverage);
+            let mut c = stream.coverage.lock();
             *c = c.min(r.report.coverage);
             Ok(true)
         },
     )
+}
+
+/// The line for a write, unless a filter or the rate limit hides it.
+fn write_line(
+    args: &Args,
+    sym: &mut Symbolizer,
+    stream: &Stream,
+    ev: &WriteEvent,
+    key: &Key,
+) -> Option<WriteLine> {
+    let map = sym.map_type(ev.map_type).to_string();
+    if args
+        .map_filter
+        .as_ref()
+        .is_some_and(|f| !map.contains(f.as_str()))
+    {
+        return None;
+    }
+    // With --redact the key is shown (and may be filtered) only as its hash.
+    let shown_key = if args.live.redact {
+        redact(&key.text)
+    } else {
+        key.text.clone()
+    };
+    if args.key_filter.as_ref().is_some_and(|f| *f != shown_key) {
+        return None;
+    }
+    let site = sym.call(ev.site).leaf().clone();
+    if let Some(f) = &args.site_filter {
+        let at = format!("{}:{}", site.file, site.line);
+        if !site.function.contains(f.as_str()) && !at.contains(f.as_str()) {
+            return None;
+        }
+    }
+    let t_s = stream.started.elapsed().as_secs_f64();
+    if !stream.limit.lock().admit(t_s, args.max_rate) {
+        return None;
+    }
+    let stack = sym.stack(ev.caller_stack());
+    Some(WriteLine {
+        event: "write",
+        t_s,
+        pid: ev.pid,
+        goid: ev.goid,
+        map,
+        map_id: map_id(ev.map_ptr),
+        key: shown_key,
+        site,
+        stack,
+    })
+}
+
+/// One write (and its stack) at a time on the merged stream.
+fn print_write(json: bool, line: &WriteLine) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string(line).unwrap_or_default());
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:>10.6} {:>7} g{:<6} {} {:?}  {} {}:{}",
+        line.t_s,
+        line.pid,
+        line.goid,
+        line.map,
+        line.key,
+        line.site.function,
+        line.site.file,
+        line.site.line
+    );
+    // The writing frame is on the line above: the stack goes on from its caller.
+    for f in line.stack.iter().skip(1) {
+        let _ = writeln!(out, "{:>28} {} {}:{}", "", f.function, f.file, f.line);
+    }
+}
+
+/// A growth of process `pid`.
+fn print_grow(json: bool, pid: u32, started: Instant, g: &GrowEvent) {
+    let growth = Growth::from_event(g);
+    if json {
+        #[derive(Serialize)]
+        struct GrowLine<'a> {
+            event: &'static str,
+            pid: u32,
+            map_id: String,
+            #[serde(flatten)]
+            growth: &'a Growth,
+        }
+        let l = GrowLine {
+            event: "grow",
+            pid,
+            map_id: map_id(g.map_ptr),
+            growth: &growth,
+        };
+        println!("{}", serde_json::to_string(&l).unwrap_or_default());
+    } else {
+        println!(
+            "{:>10.6} {:>7} grow {:#x}: {} {}→{} {} at len {}, {:.1} µs",
+            started.elapsed().as_secs_f64(),
+            pid,
+            g.map_ptr,
+            growth.kind,
+            growth.old_capacity,
+            growth.new_capacity,
+            growth.unit,
+            growth.len,
+            growth.duration_ns as f64 / 1000.0
+        );
+    }
 }

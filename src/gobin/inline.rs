@@ -13,7 +13,7 @@ const FUNCDATA_INL_TREE: u8 = 3;
 const MAX_DEPTH: usize = 64;
 
 /// One frame of a PC: a function and the source position within it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SourceFrame {
     pub function: String,
     pub file: String,

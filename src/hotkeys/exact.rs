@@ -4,6 +4,7 @@
 //! total but not per key (`untracked_key_writes`), and the report says it is incomplete.
 use std::collections::{HashMap, HashSet};
 
+use crate::bpf::EventFlag;
 use crate::decode::keys::Key;
 use crate::decode::records::WriteEvent;
 
@@ -149,7 +150,8 @@ impl ExactCounts {
         }
     }
 
-    pub fn add(&mut self, ev: &WriteEvent, key: Key, read_failed: bool) {
+    pub fn add(&mut self, ev: &WriteEvent, key: Key) {
+        let read_failed = ev.flags.has(EventFlag::EV_READ_FAILED);
         self.events += 1;
         let mut id = (ev.map_type, ev.map_ptr);
         if !self.maps.contains_key(&id) {
@@ -229,10 +231,10 @@ mod tests {
         let fits = (KEY_MEMORY_BUDGET - INSTANCE_COST) / per_key;
         let n = fits as u64 + 1000;
         for i in 0..n {
-            c.add(&write(0xc000), key(i), false);
+            c.add(&write(0xc000), key(i));
         }
         // An old key still counts per key after the budget is spent.
-        c.add(&write(0xc000), key(0), false);
+        c.add(&write(0xc000), key(0));
         let m = &c.maps[&(0x1000, 0xc000)];
         assert!(c.stored_bytes <= KEY_MEMORY_BUDGET);
         assert_eq!(m.keys.len(), fits);
@@ -241,7 +243,7 @@ mod tests {
         assert_eq!(m.keys[&key(0).id].writes, 2);
         assert_eq!(c.incomplete_reasons().len(), 1);
         // New instances past the budget are counted together.
-        c.add(&write(0xd000), key(1), false);
+        c.add(&write(0xd000), key(1));
         assert!(c.maps.contains_key(&(0x1000, OVERFLOW_INSTANCE)));
     }
 }

@@ -6,14 +6,17 @@ use std::collections::HashMap;
 
 use super::exact::{ExactCounts, KeyCount, MapCounts};
 use super::sketch::TopK;
+use crate::bpf::EventFlag;
 use crate::decode::keys::Key;
 use crate::decode::records::WriteEvent;
-use crate::sampling::ThreadWrites;
 
 /// Keys tracked per map and sketch.
 pub const KEYS_PER_MAP: usize = 256;
 /// Map instances tracked before folding by type.
 pub const MAX_MAPS: usize = 128;
+/// How much of a key's recent weight survives each refresh: the steady state of a decayed sum
+/// is weight × (1 − DECAY) per refresh.
+pub const DECAY: f64 = 0.7;
 /// Sites tracked per map (call sites are few; this only bounds pathological code).
 const MAX_SITES: usize = 256;
 
@@ -59,30 +62,12 @@ pub struct LiveCounts {
     pub maps: HashMap<(u64, u64), LiveMap>,
     pub events: u64,
     pub read_failed: u64,
-    /// Per thread since `take_threads`: writes and the kernel times of the first and last (at
-    /// most `MAX_THREADS`; the rest under thread 0).
-    threads: HashMap<u32, ThreadWrites>,
 }
 
-/// Threads told apart per budget window.
-const MAX_THREADS: usize = 4096;
-
 impl LiveCounts {
-    pub fn add(&mut self, ev: &WriteEvent, key: &Key, read_failed: bool) {
+    pub fn add(&mut self, ev: &WriteEvent, key: &Key) {
         self.events += 1;
-        let tid = if self.threads.len() < MAX_THREADS || self.threads.contains_key(&ev.tid) {
-            ev.tid
-        } else {
-            0
-        };
-        let t = self.threads.entry(tid).or_insert(ThreadWrites {
-            writes: 0,
-            first_ns: ev.ts_ns,
-            last_ns: ev.ts_ns,
-        });
-        t.writes += 1;
-        t.last_ns = ev.ts_ns;
-        if read_failed {
+        if ev.flags.has(EventFlag::EV_READ_FAILED) {
             self.read_failed += 1;
         }
         let mut id = (ev.map_type, ev.map_ptr);
@@ -102,11 +87,6 @@ impl LiveCounts {
         m.recent.add(&key.id, &key.text, key.truncated, 1.0);
         // Records arrive in the order they were made: the last one has the newest header.
         m.last_header = ev.header;
-    }
-
-    /// Writes per thread seen since the last call.
-    pub fn take_threads(&mut self) -> HashMap<u32, ThreadWrites> {
-        std::mem::take(&mut self.threads)
     }
 
     /// Ends a window: remembers the top keys' recent weights (for trends), then decays.

@@ -1,5 +1,10 @@
 //! The intake pipeline every tracing command runs: a probe session's ring buffer → records →
-//! decoded writes and growths → counts, plus per-write hooks. `watch` runs it live (refreshes,
-//! budget windows planned by `sampling`) for `top`, `trace` and `serve`.
+//! decoded writes and growths → counts, plus per-write hooks (`intake`), for the process being
+//! traced (`tracee`). `record` runs it to the end for `run` (exact counts); `watch` runs it live
+//! for `top`, `trace` and `serve` (refreshes, budget windows planned by `sampling`). `stop` is
+//! the flag every loop polls.
+pub mod intake;
+pub mod record;
 pub mod stop;
+pub mod tracee;
 pub mod watch;

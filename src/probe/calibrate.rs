@@ -6,10 +6,12 @@ use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use parking_lot::Mutex;
 
 use super::load::{load, uprobe_multi_supported, Load, DEFAULT_RING_BYTES};
 use super::session::attach_points;
 use crate::bpf::{cookie, ProbeRole};
+use crate::gobin::{GoBinary, Role};
 
 // The probed functions, and callers that load RBX (map header), RCX (key) and R14 (g) with a
 // pointer to real memory (the first argument) as a Go map write would, so the probe does the
@@ -150,4 +152,26 @@ pub fn calibrate() -> Result<Calibration> {
         emulated_s: cost[0],
         single_stepped_s: cost[1],
     })
+}
+
+/// Seconds one probed write costs a process of `bin` (its `mapassign_faststr` probe point's
+/// kind of instruction), measured once per tracer process: `serve --binary` runs one live loop
+/// per target process, and calibrations running side by side would time each other's probes.
+pub fn write_cost(bin: &GoBinary) -> Result<f64> {
+    static CACHE: Mutex<Option<Calibration>> = Mutex::new(None);
+    let calibration = {
+        let mut cache = CACHE.lock();
+        match *cache {
+            Some(c) => c,
+            None => *cache.insert(calibrate().context("calibrating the cost of a probed write")?),
+        }
+    };
+    let instruction = bin
+        .map_functions()
+        .into_iter()
+        .find(|f| f.role == Role::AssignFastStr)
+        .and_then(|f| f.probe.ok())
+        .map(|p| p.instruction)
+        .unwrap_or_else(|| "push rbp".into());
+    Ok(calibration.cost_for(&instruction))
 }

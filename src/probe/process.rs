@@ -110,7 +110,7 @@ pub struct ExecWatch {
     want: (u64, u64),
     /// What a held child runs before it execs the binary (the tracer itself): not an exec.
     before: Option<(u64, u64)>,
-    last: Option<std::time::Instant>,
+    last: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl ExecWatch {
@@ -130,21 +130,22 @@ impl ExecWatch {
             } else {
                 None
             },
-            last: None,
+            last: std::cell::Cell::new(None),
         })
     }
 
     /// The program the process now runs, once it ran the traced binary and then exec'd another.
-    pub fn exec_target(&mut self) -> Option<PathBuf> {
+    pub fn exec_target(&self) -> Option<PathBuf> {
         use std::os::unix::fs::MetadataExt;
         let now = std::time::Instant::now();
         if self
             .last
+            .get()
             .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_millis(50))
         {
             return None;
         }
-        self.last = Some(now);
+        self.last.set(Some(now));
         let exe = format!("/proc/{}/exe", self.pid);
         let m = std::fs::metadata(&exe).ok()?;
         let now_runs = Some((m.dev(), m.ino()));

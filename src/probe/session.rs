@@ -184,3 +184,14 @@ fn attach_error(e: anyhow::Error, pid: u32) -> anyhow::Error {
     }
     e.context(format!("attaching uprobes to process {pid}"))
 }
+
+/// The clock `bpf_ktime_get_ns` reads (CLOCK_MONOTONIC), in ns: records' times compare with it.
+pub fn kernel_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on this stack frame.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -16,6 +16,8 @@ use crate::decode::internals::{capacity_from_growth, header_state, Growth};
 use crate::gobin::types::Detail;
 use crate::gobin::{GoBinary, MapImpl};
 use crate::hotkeys::exact::{ExactCounts, MapCounts};
+use crate::sampling::Mode;
+use symbolize::Symbolizer;
 
 pub const SCHEMA: &str = "ebpf-map-trace/report/v1";
 
@@ -27,7 +29,7 @@ pub const GROUP_THRESHOLD: usize = 4;
 pub struct Report {
     pub schema: &'static str,
     pub target: Target,
-    pub mode: &'static str,
+    pub mode: Mode,
     pub duration_s: f64,
     pub coverage: f64,
     pub writes_observed: u64,
@@ -156,24 +158,20 @@ pub struct Meta {
     pub redact: bool,
 }
 
-/// The call site of a return address: the call instruction is the byte before it.
-pub fn site_of(bin: &GoBinary, ret: u64) -> SiteReport {
-    let pc = ret.saturating_sub(1);
-    let line = bin.pclntab.source_line(pc);
+/// The call site of a return address (the innermost frame of its call instruction).
+fn site(sym: &mut Symbolizer, ret: u64) -> SiteReport {
+    let leaf = sym.call(ret).leaf();
     SiteReport {
-        function: bin
-            .pclntab
-            .func_at(pc)
-            .map(|f| f.name.clone())
-            .unwrap_or_else(|| "?".into()),
-        file: line.as_ref().map(|l| l.file.clone()).unwrap_or_default(),
-        line: line.map(|l| l.line).unwrap_or(0),
+        function: leaf.function.clone(),
+        file: leaf.file.clone(),
+        line: leaf.line,
         pc: format!("{ret:#x}"),
         writes: 0,
     }
 }
 
 pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
+    let mut sym = Symbolizer::new(bin);
     let types = bin.types();
     let name_of = |addr: u64| -> (String, String) {
         let Some(r) = types.as_ref() else {
@@ -202,7 +200,7 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
     }
     let mut maps = Vec::new();
     for ((map_type, site), instances) in buckets {
-        let (type_name, key_type) = name_of(map_type);
+        let names = name_of(map_type);
         if instances.len() > GROUP_THRESHOLD {
             let mut merged = MapCounts {
                 map_type,
@@ -213,10 +211,10 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
             }
             maps.push(map_report(
                 bin,
+                &mut sym,
                 &merged,
-                format!("group:{type_name}@{site:#x}"),
-                type_name,
-                key_type,
+                format!("group:{}@{site:#x}", names.0),
+                names,
                 instances.len(),
                 meta,
             ));
@@ -224,10 +222,10 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
             for m in instances {
                 maps.push(map_report(
                     bin,
+                    &mut sym,
                     m,
                     map_id(m.map_ptr),
-                    type_name.clone(),
-                    key_type.clone(),
+                    names.clone(),
                     1,
                     meta,
                 ));
@@ -243,7 +241,7 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
             go_version: bin.build.go_version.clone(),
             map_impl: bin.map_impl,
         },
-        mode: "exact",
+        mode: Mode::Exact,
         duration_s: meta.duration_s,
         coverage: 1.0,
         writes_observed: counts.events,
@@ -260,17 +258,17 @@ pub fn build(bin: &GoBinary, counts: &ExactCounts, meta: &Meta) -> Report {
 
 fn map_report(
     bin: &GoBinary,
+    sym: &mut Symbolizer,
     m: &MapCounts,
     id: String,
-    type_name: String,
-    key_type: String,
+    (type_name, key_type): (String, String),
     instances: usize,
     meta: &Meta,
 ) -> MapReport {
     // Several calls on one source line (or inlined copies) are one site for the reader.
     let mut by_line: HashMap<(String, String, u32), SiteReport> = HashMap::new();
     for (ret, n) in &m.sites {
-        let s = site_of(bin, *ret);
+        let s = site(sym, *ret);
         by_line
             .entry((s.function.clone(), s.file.clone(), s.line))
             .or_insert(s)
@@ -299,7 +297,7 @@ fn map_report(
         .growth
         .iter()
         .map(|g| {
-            let s = site_of(bin, g.site);
+            let s = site(sym, g.site);
             let mut growth = g.clone();
             if meta.redact && !growth.key.is_empty() {
                 growth.key = redact(&growth.key);
@@ -377,9 +375,9 @@ pub fn redact(text: &str) -> String {
 /// coverage (observed ÷ estimated writes) and given a 3-sigma error bound plus `bias` (a
 /// fraction of the estimate: what the estimator cannot tell, see `sampling::duty::closed_loop_factor`).
 pub fn apply_coverage(r: &mut Report, coverage: f64, bias: f64) {
-    use crate::sampling::duty::error_bound;
+    use crate::sampling::estimate::error_bound;
     let c = coverage.clamp(1e-9, 1.0);
-    r.mode = "budget";
+    r.mode = Mode::Budget;
     r.coverage = c;
     for m in &mut r.maps {
         m.writes_estimated = (m.writes as f64 / c).round() as u64;

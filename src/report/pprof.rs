@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::symbolize::{Frame, Symbolizer, OTHER_KEYS, OTHER_STACKS, TRUNCATED};
+use super::symbolize::{Symbolizer, OTHER_KEYS, OTHER_STACKS, TRUNCATED};
+use crate::gobin::inline::SourceFrame;
 use crate::gobin::GoBinary;
 use crate::hotkeys::stacks::StackCounts;
 
@@ -200,7 +201,7 @@ impl Builder {
 
     /// The location of a call instruction: one line per frame, innermost (inlined) first, as
     /// profile.proto orders them.
-    fn location(&mut self, pc: u64, frames: &[Frame]) -> u64 {
+    fn location(&mut self, pc: u64, frames: &[SourceFrame]) -> u64 {
         let key = (pc, String::new());
         if let Some(&id) = self.location_ids.get(&key) {
             return id;

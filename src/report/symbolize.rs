@@ -1,8 +1,10 @@
-//! Names for the profile writers (`pprof`, `folded`): a stack's return addresses as functions,
-//! files and lines from the pclntab, map types by name, and the pseudo-frames that say what was
-//! not told apart. Cached, since stacks share most of their frames.
+//! The one symbolizer: return addresses as source frames (inlined calls expanded, innermost
+//! first, from the pclntab and the inline trees) for report sites, `trace` lines and stacks,
+//! and profiles; map types by name; the pseudo-frames that say what was not told apart. Cached,
+//! since stacks share most of their frames.
 use std::collections::HashMap;
 
+use crate::gobin::inline::SourceFrame;
 use crate::gobin::GoBinary;
 
 /// Writes of stacks not tracked (bounded mode), per map type.
@@ -12,21 +14,21 @@ pub const OTHER_KEYS: &str = "[other keys]";
 /// Root of a stack whose walk filled every frame: outer frames are missing.
 pub const TRUNCATED: &str = "[truncated stack]";
 
-/// One frame: a function (`?` outside every Go function) and the source position in it.
-#[derive(Clone, Debug)]
-pub struct Frame {
-    pub function: String,
-    pub file: String,
-    pub line: u32,
-}
-
 /// A return address's call instruction: the frames it stands for, innermost first (calls
-/// inlined into the function that holds it, then that function).
+/// inlined into the function that holds it, then that function). Never empty: outside every Go
+/// function it is one frame named `?`.
 #[derive(Clone, Debug)]
 pub struct Call {
     /// Link-time address inside the call instruction (return address − 1).
     pub pc: u64,
-    pub frames: Vec<Frame>,
+    pub frames: Vec<SourceFrame>,
+}
+
+impl Call {
+    /// The innermost frame: the function (inlined or not) that made the call.
+    pub fn leaf(&self) -> &SourceFrame {
+        &self.frames[0]
+    }
 }
 
 pub struct Symbolizer<'b> {
@@ -49,25 +51,25 @@ impl<'b> Symbolizer<'b> {
         let bin = self.bin;
         self.calls.entry(ret).or_insert_with(|| {
             let pc = ret.saturating_sub(1);
-            let mut frames: Vec<Frame> = bin
-                .frames_at(pc)
-                .into_iter()
-                .map(|f| Frame {
-                    function: f.function,
-                    file: f.file,
-                    line: f.line,
-                })
-                .collect();
+            let mut frames = bin.frames_at(pc);
             if frames.is_empty() {
-                let s = super::site_of(bin, ret);
-                frames.push(Frame {
-                    function: s.function,
-                    file: s.file,
-                    line: s.line,
+                frames.push(SourceFrame {
+                    function: "?".into(),
+                    file: String::new(),
+                    line: 0,
                 });
             }
             Call { pc, frames }
         })
+    }
+
+    /// The frames of a stack of return addresses (innermost first), each call expanded.
+    pub fn stack(&mut self, rets: impl IntoIterator<Item = u64>) -> Vec<SourceFrame> {
+        let mut out = Vec::new();
+        for ret in rets {
+            out.extend(self.call(ret).frames.iter().cloned());
+        }
+        out
     }
 
     /// A map type's name (`map[string]int`), from its descriptor's link-time address.
@@ -80,4 +82,9 @@ impl<'b> Symbolizer<'b> {
                 .unwrap_or_else(|| format!("type@{addr:#x}"))
         })
     }
+}
+
+/// A source file's name without its directories.
+pub fn short_file(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }

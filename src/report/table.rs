@@ -1,7 +1,8 @@
 //! The report as text for a terminal: maps by writes, each with its sites and top keys.
 use std::fmt::Write;
 
-use super::Report;
+use super::{MapReport, Report};
+use crate::sampling::Mode;
 
 /// Maps and sites shown per map; the JSON report has them all.
 const MAX_MAPS: usize = 10;
@@ -31,73 +32,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "\nno map writes seen");
     }
     for m in r.maps.iter().take(MAX_MAPS) {
-        let share = |n: u64| {
-            if m.writes == 0 {
-                0.0
-            } else {
-                100.0 * n as f64 / m.writes as f64
-            }
-        };
-        let inst = if m.instances > 1 {
-            format!(", {} instances", m.instances)
-        } else {
-            String::new()
-        };
-        if r.mode == "budget" {
-            let _ = writeln!(
-                o,
-                "\n{}  {}  ~{} writes ({} observed)",
-                m.type_name, m.id, m.writes_estimated, m.writes
-            );
-        } else {
-            let _ = writeln!(
-                o,
-                "\n{}  {}  {} writes, {} distinct keys{inst}",
-                m.type_name, m.id, m.writes, m.distinct_keys
-            );
-        }
-        if let Some(line) = internals_line(m) {
-            let _ = writeln!(o, "    {line}");
-        }
-        for s in m.sites.iter().take(MAX_SITES) {
-            let _ = writeln!(
-                o,
-                "    site  {:>10} {:>5.1}%  {} {}:{}",
-                s.writes,
-                share(s.writes),
-                s.function,
-                s.file,
-                s.line
-            );
-        }
-        if m.sites.len() > MAX_SITES {
-            let rest: u64 = m.sites[MAX_SITES..].iter().map(|s| s.writes).sum();
-            let _ = writeln!(
-                o,
-                "    ... {} more sites with {rest} writes",
-                m.sites.len() - MAX_SITES
-            );
-        }
-        for (i, k) in m.top_keys.iter().enumerate() {
-            let key = if k.truncated {
-                format!("{}…", k.key)
-            } else {
-                k.key.clone()
-            };
-            let count = if r.mode == "budget" {
-                format!("~{} ±{}", k.writes_estimated, k.error_bound)
-            } else {
-                k.writes.to_string()
-            };
-            let _ = writeln!(
-                o,
-                "    #{:<3} {:>16} {:>5.1}%  {}",
-                i + 1,
-                count,
-                share(k.writes),
-                key
-            );
-        }
+        render_map(&mut o, m, r.mode == Mode::Budget);
     }
     if r.maps.len() > MAX_MAPS {
         let rest: u64 = r.maps[MAX_MAPS..].iter().map(|m| m.writes).sum();
@@ -110,8 +45,79 @@ pub fn render(r: &Report) -> String {
     o
 }
 
+/// One map: its writes, internals, sites and top keys (`budget`: estimates with their bounds).
+fn render_map(o: &mut String, m: &MapReport, budget: bool) {
+    let share = |n: u64| {
+        if m.writes == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / m.writes as f64
+        }
+    };
+    let inst = if m.instances > 1 {
+        format!(", {} instances", m.instances)
+    } else {
+        String::new()
+    };
+    if budget {
+        let _ = writeln!(
+            o,
+            "\n{}  {}  ~{} writes ({} observed)",
+            m.type_name, m.id, m.writes_estimated, m.writes
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "\n{}  {}  {} writes, {} distinct keys{inst}",
+            m.type_name, m.id, m.writes, m.distinct_keys
+        );
+    }
+    if let Some(line) = internals_line(m) {
+        let _ = writeln!(o, "    {line}");
+    }
+    for s in m.sites.iter().take(MAX_SITES) {
+        let _ = writeln!(
+            o,
+            "    site  {:>10} {:>5.1}%  {} {}:{}",
+            s.writes,
+            share(s.writes),
+            s.function,
+            s.file,
+            s.line
+        );
+    }
+    if m.sites.len() > MAX_SITES {
+        let rest: u64 = m.sites[MAX_SITES..].iter().map(|s| s.writes).sum();
+        let _ = writeln!(
+            o,
+            "    ... {} more sites with {rest} writes",
+            m.sites.len() - MAX_SITES
+        );
+    }
+    for (i, k) in m.top_keys.iter().enumerate() {
+        let key = if k.truncated {
+            format!("{}…", k.key)
+        } else {
+            k.key.clone()
+        };
+        let count = if budget {
+            format!("~{} ±{}", k.writes_estimated, k.error_bound)
+        } else {
+            k.writes.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "    #{:<3} {:>16} {:>5.1}%  {}",
+            i + 1,
+            count,
+            share(k.writes),
+            key
+        );
+    }
+}
+
 /// Length, capacity, load, memory and growth of a map on one line, as far as they are known.
-fn internals_line(m: &super::MapReport) -> Option<String> {
+fn internals_line(m: &MapReport) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(len) = m.len {
         parts.push(format!("len {len}"));

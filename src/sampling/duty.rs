@@ -5,8 +5,6 @@
 //! this kernel, so windows are at least `MIN_ON` long and periods at least `PERIOD`.
 use std::time::Duration;
 
-use super::ThreadWrites;
-
 /// Length of one attach/detach cycle at full load.
 pub const PERIOD: Duration = Duration::from_secs(1);
 /// Shortest attached window worth its attach/detach cost.
@@ -87,48 +85,6 @@ pub fn gap_to_repay(writes: u64, cost_s: f64, overhead_percent: f64, on: Duratio
     Duration::from_secs_f64((cycle - on.as_secs_f64()).clamp(0.0, MAX_OFF.as_secs_f64()))
 }
 
-/// How much a window's writes may understate the target's own rate. A thread that writes in a
-/// closed loop (each write follows the last as soon as it returns) is slowed by the probes: it
-/// spent a fraction s = rate × cost of the window in them, so unprobed it would write 1 / (1 − s)
-/// times as often. A thread driven from outside (requests, timers) keeps its rate. Which kind a
-/// thread is cannot be seen, so the estimate takes the middle of the two and states half the
-/// difference as its bias bound. Each thread's rate is its writes over the time from its first
-/// to its last write (n writes span n − 1 gaps); `on_s` stands in for a thread with one write.
-/// Returns the closed-loop factor over the window's writes (≥ 1).
-pub fn closed_loop_factor(
-    threads: impl Iterator<Item = ThreadWrites>,
-    on_s: f64,
-    cost_s: f64,
-) -> f64 {
-    let (mut writes, mut unprobed) = (0.0, 0.0);
-    for t in threads {
-        let n = t.writes as f64;
-        let span = if t.writes > 1 && t.last_ns > t.first_ns {
-            (t.last_ns - t.first_ns) as f64 / 1e9 * n / (n - 1.0)
-        } else {
-            on_s
-        };
-        let s = (n / span.max(1e-9) * cost_s).min(0.999);
-        writes += n;
-        unprobed += n / (1.0 - s);
-    }
-    if writes > 0.0 {
-        unprobed / writes
-    } else {
-        1.0
-    }
-}
-
-/// A 3-sigma bound on the error of `observed / coverage` as an estimate of a count, for writes
-/// sampled in time windows covering `coverage` of the time (binomial thinning).
-pub fn error_bound(observed: f64, coverage: f64) -> f64 {
-    if coverage >= 1.0 {
-        return 0.0;
-    }
-    let c = coverage.max(1e-9);
-    3.0 * ((observed.max(1.0)) * (1.0 - c)).sqrt() / c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,33 +114,6 @@ mod tests {
     }
 
     #[test]
-    fn closed_loop_factor_grows_with_the_time_threads_spend_in_probes() {
-        // n writes spread evenly over 1 s (n − 1 gaps of 1/n s).
-        let over_1s = |n: u64| ThreadWrites {
-            writes: n,
-            first_ns: 0,
-            last_ns: 1_000_000_000 * (n - 1) / n,
-        };
-        // 1000 writes in 1 s at 1 µs: 0.1 % of the time in probes.
-        let light = closed_loop_factor([over_1s(1000)].into_iter(), 9.0, 1e-6);
-        assert!((light - 1.0 / 0.999).abs() < 1e-9);
-        // A tight loop: 800k writes/s at 1.2 µs = 96 % in probes → 25× unprobed.
-        let tight = closed_loop_factor([over_1s(800_000)].into_iter(), 9.0, 1.2e-6);
-        assert!((tight - 25.0).abs() < 1e-6, "{tight}");
-        // The same writes spread over 8 threads: each one 12 % in probes.
-        let spread = closed_loop_factor([over_1s(100_000); 8].into_iter(), 9.0, 1.2e-6);
-        assert!((spread - 1.0 / 0.88).abs() < 1e-9);
-        // One write: the window's length stands in for its span.
-        let one = ThreadWrites {
-            writes: 1,
-            first_ns: 5,
-            last_ns: 5,
-        };
-        assert!((closed_loop_factor([one].into_iter(), 1.0, 0.5) - 2.0).abs() < 1e-9);
-        assert_eq!(closed_loop_factor(std::iter::empty(), 1.0, 1e-6), 1.0);
-    }
-
-    #[test]
     fn a_window_that_spent_more_than_its_share_is_repaid_by_its_gap() {
         // 20 000 writes at 1.5 µs = 30 ms of probes: at 1 %, a 3 s cycle.
         let gap = gap_to_repay(20_000, 1.5e-6, 1.0, Duration::from_millis(40));
@@ -197,11 +126,5 @@ mod tests {
             gap_to_repay(10_000_000, 1.5e-6, 1.0, Duration::from_millis(40)),
             MAX_OFF
         );
-    }
-
-    #[test]
-    fn error_bound_shrinks_with_coverage() {
-        assert_eq!(error_bound(100.0, 1.0), 0.0);
-        assert!(error_bound(100.0, 0.5) < error_bound(100.0, 0.1));
     }
 }
