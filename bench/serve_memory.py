@@ -8,22 +8,13 @@ events lost (ring full). Prints a table.
 Usage: bench/serve_memory.py AGENT WORKLOAD [SETTLE] [RATE...]   (RATE 0: an idle target;
   "tight": writes in a tight loop)
 """
-import json, os, re, signal, socket, subprocess, sys, time, urllib.request
+import json, os, re, signal, subprocess, sys, time, urllib.request
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from serve_cost import free_port, status_kb
 
 
 def status_mib(pid, field):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_kb(pid, field) / 1024
 
 
 def bpf_map_rss_mib(pid):
