@@ -56,6 +56,9 @@ impl HttpServer {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
+            // The blocking pool only checks passwords with bcrypt: one thread, so that a flood
+            // of wrong passwords costs at most one core, queued, never hundreds of threads.
+            .max_blocking_threads(1)
             .build()?;
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
