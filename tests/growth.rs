@@ -9,9 +9,9 @@
 //! that cite the source they follow and are unit-tested on hand-worked values (those tests need
 //! no root). Sources read (amd64):
 //! - classic: `/usr/lib/go-1.19/src/runtime/map.go`,
-//!   `.cache/go/{1.21.13,1.23.9}/lib/python3.11/site-packages/go/src/runtime/map.go`,
+//!   `.cache/go/{1.21.13,1.22.10,1.23.9}/lib/python3.11/site-packages/go/src/runtime/map.go`,
 //!   `.cache/go/1.24.11/.../src/runtime/map_noswiss.go` (GOEXPERIMENT=noswissmap);
-//! - Swiss: `.cache/go/{1.24.11,1.26.6,1.27.3}/.../src/internal/runtime/maps/{map,table,group,
+//! - Swiss: `.cache/go/{1.24.11,1.25.5,1.26.6,1.27.3}/.../src/internal/runtime/maps/{map,table,group,
 //!   runtime_fast64*,runtime_faststr*}.go` and `internal/abi/map*.go`.
 //!
 //! Where a rule is not exact (Swiss tables past their first split, whose halves fill by hash;
@@ -70,6 +70,8 @@ const CLASSIC_LOAD_FACTOR_DEN: u64 = 2;
 /// - 1.19 `runtime/map.go`: `loadFactorNum = 13` → 13 (load factor 6.5);
 /// - 1.21 `runtime/map.go`: `loadFactorNum = (bucketCnt * 13 / 16) * loadFactorDen`
 ///   = (104 / 16) * 2 = 6 * 2 → **12** (load factor 6, not 6.5: golang/go#63438);
+/// - 1.22 `runtime/map.go`: `loadFactorNum = loadFactorDen * bucketCnt * 13 / 16`
+///   (`bucketCnt = abi.MapBucketCount` = 8) = 208 / 16 → 13 (the fix of golang/go#63438);
 /// - 1.23 `runtime/map.go`: `loadFactorNum = loadFactorDen * abi.MapBucketCount * 13 / 16`
 ///   = 208 / 16 → 13;
 /// - 1.24 `runtime/map_noswiss.go`: `loadFactorDen * abi.OldMapBucketCount * 13 / 16` → 13.
@@ -77,7 +79,7 @@ const CLASSIC_LOAD_FACTOR_DEN: u64 = 2;
 /// Other minors were not read here: refuse rather than guess.
 fn classic_load_factor_num(minor: u32) -> u64 {
     match minor {
-        19 | 23 | 24 => 13,
+        19 | 22 | 23 | 24 => 13,
         21 => 12,
         _ => panic!("classic map rules of Go 1.{minor} were not read from its source"),
     }
@@ -153,14 +155,14 @@ fn expected_classic(minor: u32, n: u64, hint: u64) -> Vec<Grow> {
 
 // ---- Swiss maps (internal/runtime/maps, Go 1.24+) -------------------------------------------
 
-/// `abi.SwissMapGroupSlots` (1.24, internal/abi/map_swiss.go) = `abi.MapGroupSlots` (1.26, 1.27,
+/// `abi.SwissMapGroupSlots` (1.24, 1.25, internal/abi/map_swiss.go) = `abi.MapGroupSlots` (1.26, 1.27,
 /// internal/abi/map.go) = `1 << 3`: slots per group, and the capacity of a small map.
 const SWISS_GROUP_SLOTS: u64 = 8;
 
-/// `maxAvgGroupLoad = 7` (maps/group.go, 1.24, 1.26, 1.27): tables fill to 7/8.
+/// `maxAvgGroupLoad = 7` (maps/group.go, 1.24–1.27): tables fill to 7/8.
 const SWISS_MAX_AVG_GROUP_LOAD: u64 = 7;
 
-/// `maxTableCapacity = 1024` (maps/table.go, 1.24, 1.26, 1.27): above it a table splits.
+/// `maxTableCapacity = 1024` (maps/table.go, 1.24–1.27): above it a table splits.
 const SWISS_MAX_TABLE_CAPACITY: u64 = 1024;
 
 /// The number of inserts after which the first split happens (a one-table map of 1024 slots
@@ -168,7 +170,7 @@ const SWISS_MAX_TABLE_CAPACITY: u64 = 1024;
 const SWISS_FIRST_SPLIT_N: u64 = 897;
 
 /// `growthLeft` of an empty table of `capacity` slots: `(*table).resetGrowthLeft` (1.24)
-/// = `(*table).maxGrowthLeft` (1.26, 1.27): `capacity - 1` if `capacity <= GroupSlots`, else
+/// = `(*table).maxGrowthLeft` (1.25–1.27): `capacity - 1` if `capacity <= GroupSlots`, else
 /// `capacity * maxAvgGroupLoad / GroupSlots`.
 fn swiss_max_growth_left(capacity: u64) -> u64 {
     if capacity <= SWISS_GROUP_SLOTS {
@@ -195,7 +197,8 @@ enum Swiss {
 }
 
 /// The growths of inserting `n` distinct keys into `make(map[K]V, hint)`, Swiss maps (Go 1.24,
-/// 1.26, 1.27 alike for this workload):
+/// 1.25, 1.26, 1.27 alike for this workload; 1.25's `NewMap`, `growToSmall`, `growToTable`,
+/// `rehash` and `putSlotSmall` are 1.24's, its fast assigns prune tombstones first as 1.26's):
 /// - `NewMap(mt, hint, m, maxAlloc)` (maps/map.go): `hint <= GroupSlots` allocates nothing
 ///   (the compiler's makemap_small likewise); else `targetCapacity = hint*GroupSlots/maxAvgGroupLoad`,
 ///   `dirSize = alignUpPow2(ceil(targetCapacity / maxTableCapacity))` tables of
@@ -203,10 +206,10 @@ enum Swiss {
 ///   than one table the elements are spread by hash, so only hint <= 896 (one table) is exact.
 /// - `runtime_mapassign*` / `(*Map).PutSlot`: `if m.dirPtr == nil { m.growToSmall(typ) }` →
 ///   "small", 0 → 8 slots, len 0. A small map takes 8 elements; the 9th distinct key calls
-///   `m.growToTable(typ)` (1.24, 1.26: `m.used < GroupSlots` is false; 1.27: putSlotSmall* finds
+///   `m.growToTable(typ)` (1.24–1.26: `m.used < GroupSlots` is false; 1.27: putSlotSmall* finds
 ///   no empty slot) → "table", 8 → 16 slots (`newTable(typ, 2*GroupSlots, 0, 0)`), len 8; the 8
 ///   elements move in, leaving growthLeft 14 - 8 = 6.
-/// - In a table, a new key goes in while `growthLeft > 0` (1.26, 1.27 first try
+/// - In a table, a new key goes in while `growthLeft > 0` (1.25–1.27 first try
 ///   `pruneTombstones`, a no-op without deletes: `tombstones()*10 < capacity`); at
 ///   `growthLeft == 0`, `t.rehash(typ, m)`: `newCapacity := 2 * t.capacity; if newCapacity <=
 ///   maxTableCapacity { t.grow } else { t.split }`. A grow of a table of c slots holding
@@ -302,7 +305,7 @@ fn lens(g: &[Grow]) -> Vec<u64> {
 
 #[test]
 fn classic_rule_hand_worked() {
-    for minor in [19, 21, 23, 24] {
+    for minor in [19, 21, 22, 23, 24] {
         // 8 elements fit one bucket; the 9th insert grows 1 → 2 buckets.
         assert_eq!(expected_classic(minor, 8, 0), vec![], "1.{minor}");
         assert_eq!(
@@ -322,7 +325,7 @@ fn classic_rule_hand_worked() {
         vec![grow("grow", 1, 2, 8), grow("grow", 2, 4, 12)]
     );
     // N = 800 and 3000.
-    for minor in [19, 23, 24] {
+    for minor in [19, 22, 23, 24] {
         let e = expected_classic(minor, 800, 0);
         assert_eq!(lens(&e), [8, 13, 26, 52, 104, 208, 416], "1.{minor}");
         assert_eq!((e[6].old, e[6].new), (64, 128));

@@ -210,7 +210,7 @@ fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behin
 #[test]
 fn sigint_in_pid_mode_detaches_while_the_target_keeps_running() {
     require_root();
-    let path = common::build("keys", &common::toolchains()[4], common::Variant::Plain);
+    let path = common::build("keys", &common::toolchain("1.26.6"), common::Variant::Plain);
     let (mut child, mut rd) = start_waiting(&path, "100");
     let mut tracer = Command::new(TRACER)
         .args(["run", "-p", &child.id().to_string()])

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::gobin::goid::GoidOffset;
 use crate::gobin::moduledata::FoundBy;
 use crate::gobin::probes::{ProbeSite, Role};
-use crate::gobin::{Arch, GoBinary, GoType, MapImpl};
+use crate::gobin::{Arch, GoBinary, GoType, MapImpl, VersionSource};
 
 #[derive(clap::Args)]
 #[command(about = "Show what can be traced in a Go binary (no privileges needed)")]
@@ -42,6 +42,12 @@ fn parse_addr(s: &str) -> std::result::Result<u64, String> {
 pub struct Inspection {
     pub path: String,
     pub go_version: String,
+    /// How the version was found: build info, `runtime.buildVersion`, a version string scan, or
+    /// the layout's range.
+    pub go_version_source: VersionSource,
+    /// The versions the binary's layout allows (pclntab magic, module data, sections, runtime
+    /// functions), e.g. `go1.20–go1.25`.
+    pub go_version_range: String,
     pub arch: Arch,
     pub build_mode: &'static str,
     pub stripped: bool,
@@ -170,6 +176,12 @@ pub fn inspect(bin: &GoBinary, path: &str, types: &[u64], pcs: &[u64]) -> Inspec
     Inspection {
         path: path.to_string(),
         go_version: bin.build.go_version.clone(),
+        go_version_source: bin.version_source,
+        go_version_range: bin
+            .layout_range
+            .range
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "unknown (contradicting clues)".into()),
         arch: bin.arch(),
         build_mode: if bin.elf.pie { "pie" } else { "exe" },
         stripped: !bin.elf.has_symbols,
@@ -255,7 +267,11 @@ pub fn render(r: &Inspection) -> String {
 /// What the binary is: version, architecture, build, map implementation, tables found.
 fn render_binary(o: &mut String, r: &Inspection) {
     let _ = writeln!(o, "{}", r.path);
-    let _ = writeln!(o, "  Go version      {}", r.go_version);
+    let _ = writeln!(
+        o,
+        "  Go version      {} (from {}; layout allows {})",
+        r.go_version, r.go_version_source, r.go_version_range
+    );
     let _ = writeln!(o, "  architecture    {}", r.arch);
     let _ = writeln!(
         o,

@@ -1,6 +1,9 @@
 //! `.go.buildinfo`: the Go version, main module and build settings the linker records
 //! (what `go version -m` prints). Handles the inline-string format (Go 1.18+) and the older
-//! pointer format (Go 1.13–1.17), so a too-old binary can be named as such.
+//! pointer format (Go 1.13–1.17), so a too-old binary can be named as such. Without the section
+//! (some release builds drop it), [`inferred`] rebuilds what it can: the module info the linker
+//! also keeps in read-only data for `runtime.modinfo`, and the experiments named in the runtime's
+//! version string.
 use serde::Serialize;
 
 use super::bytes::{uvarint, word_at};
@@ -9,6 +12,16 @@ use super::error::{corrupt, Result};
 const MAGIC: &[u8] = b"\xff Go buildinf:";
 const FLAG_INLINE_STRINGS: u8 = 0x2;
 const FLAG_BIG_ENDIAN: u8 = 0x1;
+/// The frame of the module info text (`infoStart`/`infoEnd` of cmd/go/internal/modload), in
+/// `.go.buildinfo` and in `runtime.modinfo`'s string alike.
+const MODINFO_START: [u8; 16] = [
+    0x30, 0x77, 0xaf, 0x0c, 0x92, 0x74, 0x08, 0x02, 0x41, 0xe1, 0xc1, 0x07, 0xe6, 0xd6, 0x18, 0xe6,
+];
+const MODINFO_END: [u8; 16] = [
+    0xf9, 0x32, 0x43, 0x31, 0x86, 0x18, 0x20, 0x72, 0x00, 0x82, 0x42, 0x10, 0x41, 0x16, 0xd8, 0xf2,
+];
+/// Longest module info text looked for (dependency lists of large programs run to tens of KB).
+const MAX_MODINFO: usize = 1 << 20;
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct BuildInfo {
@@ -86,8 +99,35 @@ pub fn parse(
         go_version: version,
         ..Default::default()
     };
-    parse_modinfo(&modinfo, &mut info);
+    parse_modinfo(unframed(&modinfo), &mut info);
     Ok(info)
+}
+
+/// Build info for a binary without a readable `.go.buildinfo`: `go_version` and `experiments`
+/// as found in the runtime's version string, module path and settings from the first framed
+/// module info text in `read_only` (none in GOPATH-mode builds), `GOEXPERIMENT` from the
+/// experiments if the module info does not say.
+pub fn inferred(go_version: &str, experiments: &[String], read_only: &[&[u8]]) -> BuildInfo {
+    let mut info = BuildInfo {
+        go_version: go_version.to_string(),
+        ..Default::default()
+    };
+    if let Some(text) = read_only.iter().find_map(|r| framed_modinfo(r)) {
+        parse_modinfo(&text, &mut info);
+    }
+    if !experiments.is_empty() && info.setting("GOEXPERIMENT").is_none() {
+        info.settings
+            .push(("GOEXPERIMENT".into(), experiments.join(",")));
+    }
+    info
+}
+
+/// The text between the first module info start frame in `d` and the end frame after it.
+pub fn framed_modinfo(d: &[u8]) -> Option<String> {
+    let start = memchr::memmem::find(d, &MODINFO_START)? + MODINFO_START.len();
+    let window = &d[start..d.len().min(start.saturating_add(MAX_MODINFO))];
+    let len = memchr::memmem::find(window, &MODINFO_END)?;
+    Some(String::from_utf8_lossy(&window[..len]).into_owned())
 }
 
 /// A varint length followed by that many bytes; returns (string, bytes consumed).
@@ -99,9 +139,9 @@ fn varint_string(d: &[u8], off: usize) -> Option<(String, usize)> {
     Some((String::from_utf8_lossy(bytes).into_owned(), n + len))
 }
 
-/// The module info text is framed by 16-byte sentinels, then tab-separated lines.
-fn parse_modinfo(modinfo: &str, info: &mut BuildInfo) {
-    let text = if modinfo.len() >= 33 && modinfo.is_char_boundary(16) {
+/// The module info text inside its 16-byte frames (as `.go.buildinfo` holds it).
+fn unframed(modinfo: &str) -> &str {
+    if modinfo.len() >= 33 && modinfo.is_char_boundary(16) {
         let body = &modinfo[16..];
         match body.len().checked_sub(16) {
             Some(end) if body.is_char_boundary(end) => &body[..end],
@@ -109,7 +149,11 @@ fn parse_modinfo(modinfo: &str, info: &mut BuildInfo) {
         }
     } else {
         modinfo
-    };
+    }
+}
+
+/// Module info lines: tab-separated kind and value.
+fn parse_modinfo(text: &str, info: &mut BuildInfo) {
     for line in text.lines() {
         let mut cols = line.splitn(2, '\t');
         let (Some(kind), Some(rest)) = (cols.next(), cols.next()) else {
@@ -173,6 +217,24 @@ mod tests {
         assert!(parse(&full[..33], |_, _| None).is_err());
         assert!(parse(b"hello", |_, _| None).is_err());
         assert!(parse(&inline("notgo", ""), |_, _| None).is_err());
+    }
+
+    #[test]
+    fn inferred_from_framed_modinfo_and_experiments() {
+        let mut ro = b"junk".to_vec();
+        ro.extend_from_slice(&MODINFO_START);
+        ro.extend_from_slice(b"path\tgithub.com/x/y\nmod\tgithub.com/x/y\t(devel)\t\nbuild\t-trimpath=true\n");
+        ro.extend_from_slice(&MODINFO_END);
+        let info = inferred("go1.24.11", &["noswissmap".into()], &[b"other", &ro]);
+        assert_eq!(info.go_version, "go1.24.11");
+        assert_eq!(info.path.as_deref(), Some("github.com/x/y"));
+        assert_eq!(info.main_module.as_deref(), Some("github.com/x/y (devel) "));
+        assert_eq!(info.setting("-trimpath"), Some("true"));
+        assert_eq!(info.setting("GOEXPERIMENT"), Some("noswissmap"));
+        let bare = inferred("go1.26", &[], &[b"no frame here"]);
+        assert_eq!((bare.path, bare.settings.len()), (None, 0));
+        let unterminated = [&MODINFO_START[..], b"path\tx"].concat();
+        assert_eq!(framed_modinfo(&unterminated), None);
     }
 
     #[test]

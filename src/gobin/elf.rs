@@ -42,6 +42,7 @@ pub struct Segment {
     pub filesz: u64,
     pub memsz: u64,
     pub executable: bool,
+    pub writable: bool,
 }
 
 pub struct ElfImage {
@@ -103,6 +104,7 @@ impl ElfImage {
                 filesz: ph.p_filesz(endian),
                 memsz: ph.p_memsz(endian),
                 executable: ph.p_flags(endian) & elf::PF_X != 0,
+                writable: ph.p_flags(endian) & elf::PF_W != 0,
             });
         }
         let has_symbols = file.symbols().next().is_some();

@@ -17,6 +17,8 @@ pub enum GoBinError {
     TooOld(String),
     #[error("unsupported architecture {0}: only x86-64 (and arm64 for inspect) are understood")]
     UnsupportedArch(String),
+    #[error("cannot tell which Go version built it: {0}")]
+    UnknownVersion(String),
     #[error("corrupt or truncated Go binary: {0}")]
     Corrupt(String),
 }

@@ -1,16 +1,19 @@
 //! Everything known about a Go binary from the file alone, without privileges or BPF: ELF facts,
-//! build info, the function table, the map functions and where to probe them, the goroutine-id
-//! offset, and type descriptors. `GoBinary::open` is the entry point.
+//! the Go version (and how it was found), build info, the function table, the map functions and
+//! where to probe them, the goroutine-id offset, and type descriptors. `GoBinary::open` is the
+//! entry point.
 pub mod buildinfo;
 pub mod bytes;
 pub mod elf;
 pub mod error;
+pub mod evidence;
 pub mod goid;
 pub mod inline;
 pub mod moduledata;
 pub mod pclntab;
 pub mod probes;
 pub mod types;
+pub mod version;
 
 use std::path::Path;
 
@@ -24,6 +27,7 @@ pub use moduledata::ModuleData;
 pub use pclntab::Pclntab;
 pub use probes::{ProbeSite, Role};
 pub use types::{GoType, KeyLayout, TypeReader};
+pub use version::VersionSource;
 
 /// Which hash map implementation the runtime was built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,9 +41,14 @@ pub enum MapImpl {
 
 pub struct GoBinary {
     pub elf: ElfImage,
+    /// As recorded, or (without a readable `.go.buildinfo`) as far as it could be inferred.
     pub build: BuildInfo,
     /// (major, minor) of the Go version.
     pub version: (u32, u32),
+    /// How the Go version was found.
+    pub version_source: VersionSource,
+    /// The versions the binary's layout allows, and why.
+    pub layout_range: evidence::LayoutRange,
     pub pclntab: Pclntab,
     pub pclntab_addr: u64,
     pub moduledata: Option<ModuleData>,
@@ -61,21 +70,11 @@ impl GoBinary {
             .section(".gopclntab")
             .cloned()
             .or_else(|| find_pclntab(&elf));
-        let build = match elf.section(".go.buildinfo") {
-            Some(s) => {
-                let bytes = elf
-                    .section_data(s)
-                    .ok_or_else(|| error::corrupt!(".go.buildinfo lies outside the file"))?;
-                Some(buildinfo::parse(bytes, |addr, ptr| {
-                    read_go_string(&elf, addr, ptr)
-                })?)
-            }
-            None => None,
-        };
+        let build = read_buildinfo(&elf);
         let Some(pcln_section) = pcln_section else {
             return Err(match build {
-                Some(b) => error::corrupt!("{} binary without a .gopclntab section", b.go_version),
-                None => GoBinError::NotGo,
+                Ok(b) => error::corrupt!("{} binary without a .gopclntab section", b.go_version),
+                Err(_) => GoBinError::NotGo,
             });
         };
         let pcln_bytes = elf
@@ -87,20 +86,36 @@ impl GoBinary {
             let v = build
                 .as_ref()
                 .map(|b| b.go_version.clone())
-                .unwrap_or_else(|| "Go 1.2–1.15".into());
+                .unwrap_or_else(|_| "Go 1.2–1.15".into());
             return Err(GoBinError::TooOld(v));
         }
-        let build = build.ok_or_else(|| error::corrupt!("Go binary without .go.buildinfo"))?;
-        let version = build.version().unwrap_or((1, 99));
-        if version < (1, 17) {
-            return Err(GoBinError::TooOld(build.go_version.clone()));
+        if let Ok(b) = &build {
+            if b.version().is_some_and(|v| v < (1, 17)) {
+                return Err(GoBinError::TooOld(b.go_version.clone()));
+            }
         }
-        let moduledata = moduledata::find(&elf, pcln_section.addr, version.1);
+        let symbol = match &build {
+            Ok(_) => None,
+            Err(_) => version::runtime_symbol(&elf),
+        };
+        let hint = match &build {
+            Ok(b) => b.version().map(|v| v.1),
+            Err(_) => symbol.as_ref().map(|s| s.minor),
+        };
+        let moduledata = moduledata::find(&elf, pcln_section.addr, hint)
+            .or_else(|| moduledata::find(&elf, pcln_section.addr, None));
         let text_start = moduledata
             .map(|m| m.text)
             .or_else(|| elf.section(".text").map(|s| s.addr))
             .unwrap_or(0);
         let pclntab = Pclntab::parse(pcln_bytes.to_vec(), text_start)?;
+        let layout_range =
+            evidence::layout_range(&elf, magic, moduledata.map(|m| m.layout), &pclntab);
+        let (build, version_source) = identify(&elf, build, symbol, &layout_range)?;
+        let version = build.version().unwrap_or((1, 99));
+        if version < (1, 17) {
+            return Err(GoBinError::TooOld(build.go_version.clone()));
+        }
         let has = |name: &str| pclntab.func_by_name(name).is_some();
         let map_impl = if has("runtime.hashGrow") || !has("internal/runtime/maps.(*table).rehash") {
             MapImpl::Classic
@@ -110,6 +125,8 @@ impl GoBinary {
         Ok(GoBinary {
             build,
             version,
+            version_source,
+            layout_range,
             pclntab,
             pclntab_addr: pcln_section.addr,
             moduledata,
@@ -138,6 +155,56 @@ impl GoBinary {
     pub fn types(&self) -> Option<TypeReader<'_>> {
         self.moduledata.map(|m| TypeReader::new(&self.elf, m.types))
     }
+}
+
+/// The build info, or why there is none to read: "no .go.buildinfo section" or the reason the
+/// section does not parse (e.g. wiped to zeros).
+fn read_buildinfo(elf: &ElfImage) -> std::result::Result<BuildInfo, String> {
+    let s = elf
+        .section(".go.buildinfo")
+        .ok_or_else(|| "no .go.buildinfo section".to_string())?;
+    let bytes = elf
+        .section_data(s)
+        .ok_or_else(|| ".go.buildinfo lies outside the file".to_string())?;
+    buildinfo::parse(bytes, |addr, ptr| read_go_string(elf, addr, ptr))
+        .map_err(|e| format!("unreadable .go.buildinfo ({e})"))
+}
+
+/// The version and how it was found: the build info if readable; else the runtime's version
+/// string (symbol or scan) that the layout allows; else the layout's range if it is one version.
+fn identify(
+    elf: &ElfImage,
+    build: std::result::Result<BuildInfo, String>,
+    symbol: Option<version::VersionString>,
+    layout: &evidence::LayoutRange,
+) -> Result<(BuildInfo, VersionSource)> {
+    let why_no_buildinfo = match build {
+        Ok(b) => return Ok((b, VersionSource::BuildInfo)),
+        Err(why) => why,
+    };
+    let range = layout.range.unwrap_or(version::MinorRange::ANY);
+    let read_only = version::read_only_regions(elf);
+    let scanned = match &symbol {
+        Some(s) if range.contains(s.minor) => Vec::new(),
+        _ => version::scan(&read_only, &version::data_regions(elf)),
+    };
+    let ro_bytes: Vec<&[u8]> = read_only.iter().map(|r| r.bytes).collect();
+    if let Some(c) = version::choose(symbol, &scanned, range) {
+        let info = buildinfo::inferred(&c.string.version, &c.string.experiments, &ro_bytes);
+        return Ok((info, c.source));
+    }
+    if let Some(minor) = layout.range.and_then(|r| r.single()) {
+        let info = buildinfo::inferred(&format!("go1.{minor}"), &[], &ro_bytes);
+        return Ok((info, VersionSource::Layout));
+    }
+    let narrowed = match layout.range {
+        Some(r) => format!("its layout only narrows it to {r}"),
+        None => "its layout clues contradict each other".into(),
+    };
+    Err(GoBinError::UnknownVersion(format!(
+        "{why_no_buildinfo}, no runtime.buildVersion symbol, no go1.N version string the \
+         layout allows in its read-only data, and {narrowed}"
+    )))
 }
 
 /// A Go string header (data pointer, length) at `addr`, as found in pre-1.18 build info.

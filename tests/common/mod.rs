@@ -31,7 +31,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// The Go versions the tests run against, oldest first.
-pub const GO_VERSIONS: [&str; 6] = ["1.19", "1.21.13", "1.23.9", "1.24.11", "1.26.6", "1.27.3"];
+pub const GO_VERSIONS: [&str; 8] = [
+    "1.19", "1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3",
+];
 
 /// How long a test program may run before [`run`] kills it and fails the test.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -154,13 +156,7 @@ pub fn gotest_dir() -> PathBuf {
 /// the binary built earlier from the same sources: `target/gotest/<prog>/<hash>/<prog>-go<version>-<variant>`.
 /// Safe to call from many threads and processes at once. Panics with Go's output if the build fails.
 pub fn build(prog: &str, tc: &Toolchain, v: Variant) -> PathBuf {
-    build_dir(
-        &manifest_dir().join("tests/go").join(prog),
-        prog,
-        prog,
-        tc,
-        v,
-    )
+    build_recipe(prog, tc, v, &Recipe::default())
 }
 
 /// Like [`build`], for the example program `examples/<name>/`.
@@ -171,6 +167,29 @@ pub fn build_example(name: &str, tc: &Toolchain, v: Variant) -> PathBuf {
         name,
         tc,
         v,
+        &Recipe::default(),
+    )
+}
+
+/// A build beyond [`Variant`]: extra `go build` flags and environment (e.g. a `-toolexec`
+/// linker, `GOEXPERIMENT=noswissmap`), part of the build hash and named in the file name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recipe {
+    /// Appended to the binary's file name: `keys-go1.24.11-stripped-<name>`.
+    pub name: String,
+    pub flags: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Like [`build`], with the extra flags and environment of `recipe`.
+pub fn build_recipe(prog: &str, tc: &Toolchain, v: Variant, recipe: &Recipe) -> PathBuf {
+    build_dir(
+        &manifest_dir().join("tests/go").join(prog),
+        prog,
+        prog,
+        tc,
+        v,
+        recipe,
     )
 }
 
@@ -285,7 +304,14 @@ impl Fnv {
     }
 }
 
-fn build_dir(src: &Path, out_name: &str, bin_name: &str, tc: &Toolchain, v: Variant) -> PathBuf {
+fn build_dir(
+    src: &Path,
+    out_name: &str,
+    bin_name: &str,
+    tc: &Toolchain,
+    v: Variant,
+    recipe: &Recipe,
+) -> PathBuf {
     let mut files: Vec<String> = fs::read_dir(src)
         .unwrap_or_else(|e| panic!("cannot read Go program dir {}: {e}", src.display()))
         .map(|e| {
@@ -309,7 +335,18 @@ fn build_dir(src: &Path, out_name: &str, bin_name: &str, tc: &Toolchain, v: Vari
     }
     h.field(tc.version.as_bytes());
     h.field(v.name().as_bytes());
-    let file_name = format!("{bin_name}-go{}-{}", tc.version, v.name());
+    let mut file_name = format!("{bin_name}-go{}-{}", tc.version, v.name());
+    if *recipe != Recipe::default() {
+        h.field(recipe.name.as_bytes());
+        for f in &recipe.flags {
+            h.field(f.as_bytes());
+        }
+        for (k, val) in &recipe.env {
+            h.field(k.as_bytes());
+            h.field(val.as_bytes());
+        }
+        file_name = format!("{file_name}-{}", recipe.name);
+    }
     let out = gotest_dir()
         .join(out_name)
         .join(format!("{:016x}", h.0))
@@ -347,6 +384,8 @@ fn build_dir(src: &Path, out_name: &str, bin_name: &str, tc: &Toolchain, v: Vari
         .arg("-o")
         .arg(&tmp)
         .args(v.build_flags())
+        .args(&recipe.flags)
+        .envs(recipe.env.iter().map(|(k, v)| (k, v)))
         .args(&files)
         .stdin(Stdio::null())
         .output()

@@ -1,0 +1,72 @@
+//! The tracer's report against the `keys` program's own exact counts (`{"event":"counts"}`
+//! lines): per map id, the type, the total, the split by writing function, and the top keys
+//! with their counts and ranking.
+#![allow(dead_code)] // each test file uses part of it
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// Compares every scenario's exact counts with the report's map of the same id.
+pub fn assert_counts_match(label: &str, program_out: &[Value], report: &Value, top: usize) {
+    let maps: HashMap<&str, &Value> = report["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m))
+        .collect();
+    let mut scenarios = 0;
+    for c in program_out.iter().filter(|v| v["event"] == "counts") {
+        scenarios += 1;
+        let sc = c["scenario"].as_str().unwrap();
+        let id = c["id"].as_str().unwrap();
+        let m = maps
+            .get(id)
+            .unwrap_or_else(|| panic!("{label} {sc}: map {id} not in the report"));
+        assert_eq!(m["type"], c["type"], "{label} {sc}: type");
+        assert_eq!(m["writes"], c["total"], "{label} {sc}: total writes");
+        // Per writing function.
+        let mut by_func: HashMap<String, u64> = HashMap::new();
+        for s in m["sites"].as_array().unwrap() {
+            *by_func
+                .entry(s["function"].as_str().unwrap().to_string())
+                .or_default() += s["writes"].as_u64().unwrap();
+        }
+        for (f, n) in c["funcs"].as_object().unwrap() {
+            assert_eq!(
+                by_func.get(f).copied().unwrap_or(0),
+                n.as_u64().unwrap(),
+                "{label} {sc}: writes from {f}"
+            );
+        }
+        // Top keys: same counts, same ranking of counts.
+        let truth: HashMap<&str, u64> = c["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["key"].as_str().unwrap(), k["writes"].as_u64().unwrap()))
+            .collect();
+        let mut truth_counts: Vec<u64> = truth.values().copied().collect();
+        truth_counts.sort_unstable_by(|a, b| b.cmp(a));
+        let top_keys = m["top_keys"].as_array().unwrap();
+        assert_eq!(
+            top_keys.len(),
+            top.min(truth.len()),
+            "{label} {sc}: number of top keys"
+        );
+        for (i, k) in top_keys.iter().enumerate() {
+            let key = k["key"].as_str().unwrap();
+            let writes = k["writes"].as_u64().unwrap();
+            assert_eq!(
+                truth.get(key).copied(),
+                Some(writes),
+                "{label} {sc}: key {key:?}"
+            );
+            assert_eq!(writes, truth_counts[i], "{label} {sc}: rank {i}");
+        }
+    }
+    assert!(
+        scenarios >= 10,
+        "{label}: only {scenarios} scenarios printed"
+    );
+}
+
