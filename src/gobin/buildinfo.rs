@@ -223,7 +223,9 @@ mod tests {
     fn inferred_from_framed_modinfo_and_experiments() {
         let mut ro = b"junk".to_vec();
         ro.extend_from_slice(&MODINFO_START);
-        ro.extend_from_slice(b"path\tgithub.com/x/y\nmod\tgithub.com/x/y\t(devel)\t\nbuild\t-trimpath=true\n");
+        ro.extend_from_slice(
+            b"path\tgithub.com/x/y\nmod\tgithub.com/x/y\t(devel)\t\nbuild\t-trimpath=true\n",
+        );
         ro.extend_from_slice(&MODINFO_END);
         let info = inferred("go1.24.11", &["noswissmap".into()], &[b"other", &ro]);
         assert_eq!(info.go_version, "go1.24.11");

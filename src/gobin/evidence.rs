@@ -31,7 +31,8 @@ const LAST_IN: [(&str, u32); 7] = [
 ];
 
 /// Sections first written by Go 1.N's linker.
-const SECTIONS_FROM: [(&str, u32); 3] = [(".go.fipsinfo", 24), (".go.module", 26), (".go.type", 27)];
+const SECTIONS_FROM: [(&str, u32); 3] =
+    [(".go.fipsinfo", 24), (".go.module", 26), (".go.type", 27)];
 
 /// One fact and the versions it allows.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -190,7 +190,7 @@ fn identify(
     };
     let ro_bytes: Vec<&[u8]> = read_only.iter().map(|r| r.bytes).collect();
     if let Some(c) = version::choose(symbol, &scanned, range) {
-        let info = buildinfo::inferred(&c.string.version, &c.string.experiments, &ro_bytes);
+        let info = buildinfo::inferred(&c.string.text, &c.string.experiments, &ro_bytes);
         return Ok((info, c.source));
     }
     if let Some(minor) = layout.range.and_then(|r| r.single()) {

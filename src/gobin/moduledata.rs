@@ -207,7 +207,8 @@ fn read(
         field(o.textsectmap + 8)?,
         field(o.textsectmap + 16)?,
     );
-    let textsect_ok = mapped(sect_ptr) && sect_len == sect_cap && (1..=MAX_TEXT_SECTIONS).contains(&sect_len);
+    let textsect_ok =
+        mapped(sect_ptr) && sect_len == sect_cap && (1..=MAX_TEXT_SECTIONS).contains(&sect_len);
     let all = text_ok
         && etext >= text
         && end >= enoptrbss

@@ -94,6 +94,8 @@ impl fmt::Display for MinorRange {
 /// `go1.26.6-X:nogreenteagc` (the linker appends non-default experiments; Go 1.26 with `-`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VersionString {
+    /// The whole string, as `go version` prints it, e.g. `go1.24.11 X:noswissmap`.
+    pub text: String,
     /// The version without experiments, e.g. `go1.24.11`.
     pub version: String,
     pub minor: u32,
@@ -128,6 +130,7 @@ pub fn parse_version_string(s: &str) -> Option<VersionString> {
         .parse()
         .ok()?;
     Some(VersionString {
+        text: s.to_string(),
         version: version.to_string(),
         minor,
         experiments,
@@ -228,7 +231,9 @@ pub fn scan(read_only: &[Region<'_>], data: &[Region<'_>]) -> Vec<Scanned> {
             if len == 0 || len > MAX_VERSION_LEN || !starts.contains(&ptr) {
                 continue;
             }
-            if let Some(v) = read_only_str(read_only, ptr, len).and_then(|s| parse_version_string(&s)) {
+            if let Some(v) =
+                read_only_str(read_only, ptr, len).and_then(|s| parse_version_string(&s))
+            {
                 push(v, true);
             }
         }
@@ -314,7 +319,7 @@ pub fn choose(
             // Loose strings have no known end: the longest agreeing one is the fullest.
             let best = fitting
                 .iter()
-                .max_by_key(|s| s.string.version.len())
+                .max_by_key(|s| s.string.text.len())
                 .unwrap_or(first);
             return Some(Chosen {
                 string: best.string.clone(),
@@ -334,11 +339,23 @@ mod tests {
         let v = parse_version_string("go1.26.6").unwrap();
         assert_eq!((v.version.as_str(), v.minor), ("go1.26.6", 26));
         let v = parse_version_string("go1.24.11 X:noswissmap").unwrap();
-        assert_eq!((v.version.as_str(), v.experiments), ("go1.24.11", vec!["noswissmap".into()]));
+        assert_eq!(
+            (v.version.as_str(), v.experiments),
+            ("go1.24.11", vec!["noswissmap".into()])
+        );
         let v = parse_version_string("go1.26.6-X:nogreenteagc,jsonv2").unwrap();
         assert_eq!(v.experiments, ["nogreenteagc", "jsonv2"]);
         assert_eq!(parse_version_string("go1.21rc2").unwrap().minor, 21);
-        for bad in ["go1.", "go1.x", "go2.1", "go1.26.6 ", "go1.26.6 X:", "go1.026", "go1.26.6garbage", "go1.1234"] {
+        for bad in [
+            "go1.",
+            "go1.x",
+            "go2.1",
+            "go1.26.6 ",
+            "go1.26.6 X:",
+            "go1.026",
+            "go1.26.6garbage",
+            "go1.1234",
+        ] {
             assert_eq!(parse_version_string(bad), None, "{bad:?}");
         }
     }
@@ -362,8 +379,14 @@ mod tests {
         let ro = b"xxgo1.99.1yyyygo1.24.11 X:noswissmapruntime.main".to_vec();
         let data = le(&[7, 0x1000 + 14, 22, 3]);
         let found = scan(
-            &[Region { vaddr: 0x1000, bytes: &ro }],
-            &[Region { vaddr: 0x9000, bytes: &data }],
+            &[Region {
+                vaddr: 0x1000,
+                bytes: &ro,
+            }],
+            &[Region {
+                vaddr: 0x9000,
+                bytes: &data,
+            }],
         );
         assert!(found[0].referenced);
         assert_eq!(found[0].string.version, "go1.24.11");
@@ -371,14 +394,20 @@ mod tests {
         assert!(found[1..].iter().all(|s| !s.referenced));
         let range = MinorRange::new(20, Some(25));
         let c = choose(None, &found, range).unwrap();
-        assert_eq!((c.string.version.as_str(), c.source), ("go1.24.11", VersionSource::StringScan));
+        assert_eq!(
+            (c.string.version.as_str(), c.source),
+            ("go1.24.11", VersionSource::StringScan)
+        );
         // A range that excludes the referenced string leaves only what fits it.
         assert_eq!(choose(None, &found, MinorRange::new(26, Some(26))), None);
     }
 
     #[test]
     fn loose_strings_must_agree() {
-        let s = |v: &str| Scanned { string: parse_version_string(v).unwrap(), referenced: false };
+        let s = |v: &str| Scanned {
+            string: parse_version_string(v).unwrap(),
+            referenced: false,
+        };
         let range = MinorRange::new(20, None);
         let c = choose(None, &[s("go1.26"), s("go1.26.5")], range).unwrap();
         assert_eq!(c.string.version, "go1.26.5");
@@ -390,7 +419,10 @@ mod tests {
     fn ranges() {
         let r = MinorRange::new(20, Some(25));
         assert!(r.contains(20) && r.contains(25) && !r.contains(26));
-        assert_eq!(r.intersect(MinorRange::new(24, None)), Some(MinorRange::new(24, Some(25))));
+        assert_eq!(
+            r.intersect(MinorRange::new(24, None)),
+            Some(MinorRange::new(24, Some(25)))
+        );
         assert_eq!(r.intersect(MinorRange::new(26, None)), None);
         assert_eq!(MinorRange::new(26, Some(26)).single(), Some(26));
         assert_eq!(MinorRange::new(27, None).single(), None);

@@ -69,4 +69,3 @@ pub fn assert_counts_match(label: &str, program_out: &[Value], report: &Value, t
         "{label}: only {scenarios} scenarios printed"
     );
 }
-
