@@ -401,33 +401,13 @@ fn require_root() {
     );
 }
 
-/// `run` of `bin -n 3000` with the report as JSON; the program's own lines and the report.
-fn traced(label: &str, bin: &Path) -> (Vec<Value>, Value) {
-    let json = scratch().join("report.json");
-    let out = Command::new(TRACER)
-        .args(["run", "--top", "20", "--json"])
-        .arg(&json)
-        .arg("--")
-        .arg(bin)
-        .args(["-n", "3000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{label}: tracer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let program = common::json_lines(&String::from_utf8_lossy(&out.stdout));
-    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    (program, report)
-}
-
 #[test]
 fn run_counts_exactly_without_build_info() {
     require_root();
     for case in cases() {
         let label = case.label();
-        let (program, report) = traced(&label, &case.bin);
+        let json = scratch().join("report.json");
+        let (program, report) = exact::run_keys(&label, &case.bin, &[], &json);
         assert_eq!(report["lost_events"], 0, "{label}: lost events");
         assert_eq!(report["read_failures"], 0, "{label}: unreadable keys");
         let truth = go_version_of(&case.tc, &case.intact);

@@ -2,14 +2,16 @@
 //! and top-20 key counts equal what the Go test programs count themselves, for every toolchain ×
 //! variant; attaching to a running program; Ctrl-C leaves the target running and no probe behind.
 mod common;
+#[path = "support/exact.rs"]
+mod exact;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::probes::{assert_links_gone, wait_attached};
+use exact::{assert_counts_match, run_keys};
 use serde_json::Value;
 
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
@@ -28,71 +30,6 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Compares every scenario's exact counts with the report's map of the same id.
-fn assert_counts_match(label: &str, program_out: &[Value], report: &Value, top: usize) {
-    let maps: HashMap<&str, &Value> = report["maps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["id"].as_str().unwrap(), m))
-        .collect();
-    let mut scenarios = 0;
-    for c in program_out.iter().filter(|v| v["event"] == "counts") {
-        scenarios += 1;
-        let sc = c["scenario"].as_str().unwrap();
-        let id = c["id"].as_str().unwrap();
-        let m = maps
-            .get(id)
-            .unwrap_or_else(|| panic!("{label} {sc}: map {id} not in the report"));
-        assert_eq!(m["type"], c["type"], "{label} {sc}: type");
-        assert_eq!(m["writes"], c["total"], "{label} {sc}: total writes");
-        // Per writing function.
-        let mut by_func: HashMap<String, u64> = HashMap::new();
-        for s in m["sites"].as_array().unwrap() {
-            *by_func
-                .entry(s["function"].as_str().unwrap().to_string())
-                .or_default() += s["writes"].as_u64().unwrap();
-        }
-        for (f, n) in c["funcs"].as_object().unwrap() {
-            assert_eq!(
-                by_func.get(f).copied().unwrap_or(0),
-                n.as_u64().unwrap(),
-                "{label} {sc}: writes from {f}"
-            );
-        }
-        // Top keys: same counts, same ranking of counts.
-        let truth: HashMap<&str, u64> = c["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| (k["key"].as_str().unwrap(), k["writes"].as_u64().unwrap()))
-            .collect();
-        let mut truth_counts: Vec<u64> = truth.values().copied().collect();
-        truth_counts.sort_unstable_by(|a, b| b.cmp(a));
-        let top_keys = m["top_keys"].as_array().unwrap();
-        assert_eq!(
-            top_keys.len(),
-            top.min(truth.len()),
-            "{label} {sc}: number of top keys"
-        );
-        for (i, k) in top_keys.iter().enumerate() {
-            let key = k["key"].as_str().unwrap();
-            let writes = k["writes"].as_u64().unwrap();
-            assert_eq!(
-                truth.get(key).copied(),
-                Some(writes),
-                "{label} {sc}: key {key:?}"
-            );
-            assert_eq!(writes, truth_counts[i], "{label} {sc}: rank {i}");
-        }
-    }
-    assert_eq!(
-        scenarios,
-        common::KEYS_SCENARIOS.len(),
-        "{label}: scenarios the program printed"
-    );
-}
-
 #[test]
 fn exact_counts_equal_the_programs_own_for_every_toolchain_and_variant() {
     require_root();
@@ -103,24 +40,7 @@ fn exact_counts_equal_the_programs_own_for_every_toolchain_and_variant() {
         let key_bytes = if i % 2 == 0 { "64" } else { "256" };
         let label = format!("go{} {variant:?} --key-bytes {key_bytes}", tc.version);
         let json = dir.join(format!("{}-{variant:?}.json", tc.version));
-        let out = Command::new(TRACER)
-            .args(["run", "--top", "20", "--key-bytes", key_bytes, "--json"])
-            .arg(&json)
-            .arg("--")
-            .arg(&path)
-            .args(["-n", "3000"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{label}: tracer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let program: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let report = read_json(&json);
+        let (program, report) = run_keys(&label, &path, &["--key-bytes", key_bytes], &json);
         assert_eq!(report["schema"], "ebpf-map-trace/report/v1");
         assert_eq!(report["lost_events"], 0, "{label}: lost events");
         assert_eq!(report["read_failures"], 0, "{label}: unreadable keys");
