@@ -202,6 +202,17 @@ impl ElfImage {
             })
     }
 
+    /// Bytes the loadable segments need past the end of the file (a truncated file), if any.
+    pub fn missing_bytes(&self) -> Option<u64> {
+        let len = self.data.len() as u64;
+        self.segments
+            .iter()
+            .filter_map(|s| s.offset.checked_add(s.filesz))
+            .max()
+            .filter(|&end| end > len)
+            .map(|end| end - len)
+    }
+
     /// The lowest virtual address of the image: runtime address minus this is the load bias base.
     pub fn base_vaddr(&self) -> u64 {
         self.segments.iter().map(|s| s.vaddr).min().unwrap_or(0)

@@ -66,6 +66,11 @@ impl GoBinary {
 
     pub fn parse(data: Vec<u8>) -> Result<Self> {
         let elf = ElfImage::parse(data)?;
+        if let Some(missing) = elf.missing_bytes() {
+            return Err(error::corrupt!(
+                "the file is truncated: its loadable segments need {missing} more bytes"
+            ));
+        }
         let pcln_section = elf
             .section(".gopclntab")
             .cloned()
