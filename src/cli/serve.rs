@@ -2,16 +2,18 @@
 //! see `fleet`) with the live loop (budget mode by default) and serves Prometheus metrics at
 //! `/metrics`, the hot-key report at `/hotkeys` and `/healthz` until Ctrl-C or SIGTERM.
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use anyhow::Result;
 
 use super::args::LiveArgs;
-use crate::export::hotkeys::Snapshots;
 use crate::export::http::{Agent, HttpServer, Shared};
 use crate::export::metrics::{Exporter, KeyLabel};
 use crate::export::web_config::{Watch, WebConfig};
 use crate::pipeline::watch::run_live;
+use crate::report::merge::Latest;
 
 #[derive(clap::Args)]
 #[command(
@@ -89,7 +91,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     crate::probe::load::preflight()?;
     let agent: Shared = Arc::new(Mutex::new(Agent {
         metrics: Exporter::new(args.live.top, args.metrics_key_label.into()),
-        hotkeys: Snapshots::default(),
+        reports: Latest::default(),
     }));
     let scheme = web.scheme();
     let reload = args.web_config_file.as_deref().map(Watch::new);
@@ -97,7 +99,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     eprintln!("ebpf-map-trace: serving {scheme}://{}/metrics", args.listen);
     let result = match args.live.pid {
         Some(pid) => {
-            lock(&agent).metrics.set_targets(1);
+            agent.lock().metrics.set_targets(1);
             watch(&args.live, pid, &agent)
         }
         None => watch_binary(&args.live, &agent),
@@ -112,11 +114,11 @@ fn watch_binary(live: &LiveArgs, agent: &Shared) -> Result<()> {
         live,
         |pid| watch(live, pid, agent),
         |pid| {
-            let mut a = lock(agent);
+            let mut a = agent.lock();
             a.metrics.retire(pid);
-            a.hotkeys.retire(pid);
+            a.reports.retire(pid);
         },
-        |running| lock(agent).metrics.set_targets(running),
+        |running| agent.lock().metrics.set_targets(running),
     )
 }
 
@@ -153,20 +155,16 @@ pub fn is_loopback(listen: &str) -> bool {
 fn watch(live: &LiveArgs, pid: u32, agent: &Shared) -> Result<()> {
     let origin = crate::probe::container::origin_of(pid);
     {
-        let mut a = lock(agent);
+        let mut a = agent.lock();
         a.metrics.set_origin(pid, &origin);
-        a.hotkeys.set_origin(pid, origin);
+        a.reports.set_origin(pid, origin);
     }
     run_live(&live.options(pid), &mut |_, _| {}, &mut |_| {}, &mut |r| {
-        let mut a = lock(agent);
+        let mut a = agent.lock();
         a.metrics.update(pid, &r);
-        a.hotkeys.update(pid, &r.report);
+        a.reports.update(pid, r.report);
         Ok(true)
     })
-}
-
-fn lock(agent: &Shared) -> std::sync::MutexGuard<'_, Agent> {
-    agent.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -4,16 +4,16 @@
 use std::process::ExitCode;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use parking_lot::Mutex;
 
 use super::args::{resolve_pid, LiveArgs};
 use super::profile::ProfileArgs;
-use crate::export::hotkeys::Snapshots;
 use crate::hotkeys::stacks::StackCounts;
 use crate::pipeline::watch::{run_live, OnEvent};
+use crate::report::merge::{merge, Latest};
 use crate::report::table;
 use crate::report::Report;
 use crate::sampling::Mode;
@@ -112,72 +112,80 @@ fn show(args: &Args, pid: u32, on_event: &mut OnEvent<'_>, coverage: &mut f64) -
     super::top_ui_driver::run(&args.live, pid, on_event, coverage)
 }
 
-/// The processes' reports so far: live ones (for the stream), every one's last report and its
-/// overhead (for `--once`), and whether any came in since the last print.
-type Latest = (Snapshots, BTreeMap<u32, (Report, f64)>, bool);
+/// The processes' reports so far.
+#[derive(Default)]
+struct Fleet {
+    /// The live processes' latest reports (for the stream).
+    live: Latest,
+    /// Every process's last report and overhead, ended ones too (for `--once`).
+    last: BTreeMap<u32, (Report, f64)>,
+    /// Whether a report came in since the last print.
+    fresh: bool,
+}
+
+impl Fleet {
+    /// Prints the merged report of the live processes if a report came in since the last print.
+    fn print_fresh(&mut self) {
+        if std::mem::take(&mut self.fresh) {
+            println!("{}", json(&self.live.merged()));
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
 
 /// `--binary` with `--once` or `--json`: every process of the executable (see `fleet`), one merged
 /// report per refresh as `serve`'s `/hotkeys` (`pids`, and each map's `pid`).
 fn show_fleet(args: &Args) -> Result<ExitCode> {
     crate::probe::load::preflight()?;
-    let latest: Mutex<Latest> = Mutex::default();
-    let lock = || latest.lock().unwrap_or_else(|e| e.into_inner());
+    let fleet: Mutex<Fleet> = Mutex::default();
+    let stream = args.json && !args.once;
     let refresh = Duration::from_secs_f64(args.live.refresh.max(0.05));
     let mut next_print = Instant::now() + refresh;
     super::fleet::follow(
         &args.live,
         |pid| {
-            run_live(
-                &args.live.options(pid),
-                &mut |_, _| {},
-                &mut |_| {},
-                &mut |r| {
-                    let mut l = lock();
-                    l.0.update(pid, &r.report);
-                    l.1.insert(pid, (r.report, r.overhead_percent));
-                    l.2 = true;
-                    Ok(true)
-                },
-            )
+            let options = args.live.options(pid);
+            run_live(&options, &mut |_, _| {}, &mut |_| {}, &mut |r| {
+                let mut f = fleet.lock();
+                f.live.update(pid, r.report.clone());
+                f.last.insert(pid, (r.report, r.overhead_percent));
+                f.fresh = true;
+                Ok(true)
+            })
         },
         // A process that ended keeps its last report in `--once`; the stream prints its final
         // report (if not yet printed) and then drops it.
         |pid| {
-            let mut l = lock();
-            if args.json && !args.once && std::mem::take(&mut l.2) {
-                println!("{}", l.0.merged());
+            let mut f = fleet.lock();
+            if stream {
+                f.print_fresh();
             }
-            l.0.retire(pid)
+            f.live.retire(pid)
         },
         |_| {
-            if args.json && !args.once && Instant::now() >= next_print {
+            if stream && Instant::now() >= next_print {
                 next_print = Instant::now() + refresh;
-                let mut l = lock();
-                if std::mem::take(&mut l.2) {
-                    println!("{}", l.0.merged());
-                }
+                fleet.lock().print_fresh();
             }
         },
     )?;
-    let l = lock();
-    if args.once {
-        if args.json {
-            let mut all = Snapshots::default();
-            for (pid, (report, _)) in &l.1 {
-                all.update(*pid, report);
-            }
-            println!("{}", all.merged());
-        } else {
-            println!("{} processes", l.1.len());
-            for (pid, (report, overhead)) in &l.1 {
-                println!("process {pid}:");
-                print!("{}", table::render(report));
-                println!(
-                    "coverage {:.1} %, estimated overhead {:.2} %",
-                    report.coverage * 100.0,
-                    overhead
-                );
-            }
+    let f = fleet.lock();
+    if args.once && args.json {
+        let all = merge(f.last.iter().map(|(pid, (r, _))| (*pid, r, None)));
+        println!("{}", json(&all));
+    } else if args.once {
+        println!("{} processes", f.last.len());
+        for (pid, (report, overhead)) in &f.last {
+            println!("process {pid}:");
+            print!("{}", table::render(report));
+            println!(
+                "coverage {:.1} %, estimated overhead {:.2} %",
+                report.coverage * 100.0,
+                overhead
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

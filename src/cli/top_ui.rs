@@ -45,8 +45,6 @@ pub struct Snapshot {
     pub key_trends: Vec<Vec<f64>>,
     /// Estimated slowdown of the target.
     pub overhead_percent: f64,
-    /// Reserved; ignored.
-    pub paused_collection: bool,
     /// The process of each `report.maps[i]` when following every process of an executable
     /// (`top --binary`); empty for one process.
     pub map_pids: Vec<u32>,
@@ -1059,7 +1057,6 @@ mod tests {
             key_rates: vec![vec![600.0, 300.0, 2000.0], vec![90.0, 10.0]],
             key_trends: vec![vec![1.0, 0.5, 3.0], vec![1.0, 1.0]],
             overhead_percent: 2.5,
-            paused_collection: false,
             map_pids: Vec::new(),
         }
     }

@@ -5,16 +5,18 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use parking_lot::Mutex;
 
 use super::args::LiveArgs;
 use super::top_ui::{self, Snapshot};
 use crate::pipeline::stop::{request_stop, stop_requested};
 use crate::pipeline::watch::{run_live, OnEvent};
 use crate::report::live::Refresh;
+use crate::report::merge::merge;
 
 const LOOP_ENDED: &str = "tracing stopped";
 
@@ -29,9 +31,7 @@ pub fn run(
     with_ui(args, |mailbox| {
         run_live(&args.options(pid), on_event, &mut |_| {}, &mut |r| {
             *coverage = r.report.coverage;
-            if let Ok(mut slot) = mailbox.lock() {
-                *slot = Some(snapshot_of(r));
-            }
+            *mailbox.lock() = Some(snapshot_of(r));
             Ok(!stop_requested())
         })
     })
@@ -41,7 +41,6 @@ pub fn run(
 /// refresh whose maps say their process.
 pub fn run_fleet(args: &LiveArgs) -> Result<ExitCode> {
     let latest: Mutex<BTreeMap<u32, Snapshot>> = Mutex::default();
-    let lock = || latest.lock().unwrap_or_else(|e| e.into_inner());
     let refresh = Duration::from_secs_f64(args.refresh.max(0.05));
     let mut next = Instant::now();
     with_ui(args, |mailbox| {
@@ -49,18 +48,18 @@ pub fn run_fleet(args: &LiveArgs) -> Result<ExitCode> {
             args,
             |pid| {
                 run_live(&args.options(pid), &mut |_, _| {}, &mut |_| {}, &mut |r| {
-                    lock().insert(pid, snapshot_of(r));
+                    latest.lock().insert(pid, snapshot_of(r));
                     Ok(!stop_requested())
                 })
             },
             |pid| {
-                lock().remove(&pid);
+                latest.lock().remove(&pid);
             },
             |_| {
                 if Instant::now() >= next {
                     next = Instant::now() + refresh;
-                    if let (Some(merged), Ok(mut slot)) = (merged(&lock()), mailbox.lock()) {
-                        *slot = Some(merged);
+                    if let Some(merged) = merged(&latest.lock()) {
+                        *mailbox.lock() = Some(merged);
                     }
                 }
             },
@@ -68,46 +67,31 @@ pub fn run_fleet(args: &LiveArgs) -> Result<ExitCode> {
     })
 }
 
-/// One snapshot of every process's latest: maps (with their pid) by writes, totals summed, the
-/// least coverage and the largest overhead.
+/// One snapshot of every process's latest: the reports merged (maps with their pid, by
+/// writes; totals summed; the least coverage), each map with its own rates, and the largest
+/// overhead.
 fn merged(by_pid: &BTreeMap<u32, Snapshot>) -> Option<Snapshot> {
-    let first = by_pid.values().next()?;
-    let mut rows = Vec::new();
-    let mut report = first.report.clone();
-    report.maps.clear();
-    report.writes_observed = 0;
-    report.lost_events = 0;
-    report.read_failures = 0;
-    let mut overhead = 0.0f64;
-    for (pid, s) in by_pid {
-        let r = &s.report;
-        report.writes_observed += r.writes_observed;
-        report.lost_events += r.lost_events;
-        report.read_failures += r.read_failures;
-        report.coverage = report.coverage.min(r.coverage);
-        overhead = overhead.max(s.overhead_percent);
-        for (i, m) in r.maps.iter().enumerate() {
-            let at = |v: &Vec<Vec<f64>>| v.get(i).cloned().unwrap_or_default();
-            let rate = s.map_rates.get(i).copied().unwrap_or(f64::NAN);
-            rows.push((*pid, m.clone(), rate, at(&s.key_rates), at(&s.key_trends)));
-        }
-    }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.1.writes_estimated));
+    let report = merge(by_pid.iter().map(|(pid, s)| (*pid, &s.report, None)))?;
+    let (report, maps) = report.into_plain();
     let mut out = Snapshot {
         report,
         map_rates: Vec::new(),
         key_rates: Vec::new(),
         key_trends: Vec::new(),
-        overhead_percent: overhead,
-        paused_collection: false,
+        overhead_percent: by_pid
+            .values()
+            .map(|s| s.overhead_percent)
+            .fold(0.0, f64::max),
         map_pids: Vec::new(),
     };
-    for (pid, m, rate, keys, trends) in rows {
-        out.map_pids.push(pid);
-        out.report.maps.push(m);
-        out.map_rates.push(rate);
-        out.key_rates.push(keys);
-        out.key_trends.push(trends);
+    for m in maps {
+        let s = &by_pid[&m.pid];
+        let at = |v: &Vec<Vec<f64>>| v.get(m.index).cloned().unwrap_or_default();
+        out.map_pids.push(m.pid);
+        out.map_rates
+            .push(s.map_rates.get(m.index).copied().unwrap_or(f64::NAN));
+        out.key_rates.push(at(&s.key_rates));
+        out.key_trends.push(at(&s.key_trends));
     }
     Some(out)
 }
@@ -135,7 +119,6 @@ fn snapshot_of(r: Refresh) -> Snapshot {
         key_rates,
         key_trends,
         overhead_percent: r.overhead_percent,
-        paused_collection: false,
         map_pids: Vec::new(),
         report: r.report,
     }
@@ -154,10 +137,7 @@ fn with_ui(
         std::thread::spawn(move || {
             let result = top_ui::run(
                 || {
-                    let latest = mailbox
-                        .lock()
-                        .map_err(|_| anyhow!("snapshot lock poisoned"))?
-                        .take();
+                    let latest = mailbox.lock().take();
                     if latest.is_none() && loop_ended.load(Ordering::SeqCst) {
                         bail!(LOOP_ENDED);
                     }

@@ -4,7 +4,7 @@
 //! (`web_config`) says. `/healthz` answers without credentials (it tells nothing but "ok"), so
 //! kubelet probes need none.
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,14 +18,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use super::hotkeys::Snapshots;
+use parking_lot::Mutex;
+
 use super::metrics::Exporter;
 use super::web_config::{basic_credentials, BasicAuth, WebConfig};
+use crate::report::merge::Latest;
 
 /// What the endpoints serve, shared with the live loops that update it.
 pub struct Agent {
     pub metrics: Exporter,
-    pub hotkeys: Snapshots,
+    /// Every process's latest report, merged for `/hotkeys`.
+    pub reports: Latest,
 }
 
 pub type Shared = Arc<Mutex<Agent>>;
@@ -245,12 +248,12 @@ fn text(code: StatusCode, body: String, content_type: &'static str) -> Response<
 }
 
 fn answer(path: &str, openmetrics: bool, agent: &Shared) -> Response<Body> {
-    let agent = agent.lock().unwrap_or_else(|e| e.into_inner());
+    let agent = agent.lock();
     let (body, content_type, code) = match path {
         "/metrics" if openmetrics => (agent.metrics.render(true), OPENMETRICS, StatusCode::OK),
         "/metrics" => (agent.metrics.render(false), PROMETHEUS_TEXT, StatusCode::OK),
         "/hotkeys" => (
-            agent.hotkeys.merged().to_string() + "\n",
+            serde_json::to_string(&agent.reports.merged()).unwrap_or_default() + "\n",
             "application/json",
             StatusCode::OK,
         ),

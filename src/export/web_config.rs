@@ -10,10 +10,11 @@
 //! rather than ignored: a security setting silently dropped is worse than an error.
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context, Result};
+use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -303,10 +304,7 @@ impl BasicAuth {
             return false;
         };
         let d = Self::digest(user, hash, password);
-        self.passed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&d)
+        self.passed.lock().contains(&d)
     }
 
     /// Checks the credentials with bcrypt (slow: call it off the serving thread).
@@ -317,7 +315,7 @@ impl BasicAuth {
         };
         let ok = bcrypt::verify(password, hash).unwrap_or(false) && known;
         if ok {
-            let mut passed = self.passed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut passed = self.passed.lock();
             if passed.len() >= CACHE {
                 passed.clear();
             }
