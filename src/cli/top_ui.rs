@@ -1052,6 +1052,7 @@ mod tests {
                 completeness: Default::default(),
                 ended: None,
                 maps,
+                pids: None,
             },
             map_rates: vec![1100.0, 100.0],
             key_rates: vec![vec![600.0, 300.0, 2000.0], vec![90.0, 10.0]],

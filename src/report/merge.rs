@@ -63,7 +63,7 @@ pub fn merge<'a>(
     reports: impl IntoIterator<Item = (u32, &'a Report, Option<&'a Origin>)>,
 ) -> Option<Report<ProcessMap>> {
     let mut reports = reports.into_iter().peekable();
-    let first = (*reports.peek()?).1;
+    let first = reports.peek()?.1;
     let mut out = Report {
         schema: first.schema,
         target: first.target.clone(),
