@@ -122,3 +122,75 @@ impl Report<ProcessMap> {
         (plain, self.maps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gobin::MapImpl;
+    use crate::report::model::{Completeness, Target, SCHEMA};
+    use crate::sampling::Mode;
+
+    fn report(pid: u32, coverage: f64, maps: &[(&str, u64)]) -> Report {
+        Report {
+            schema: SCHEMA,
+            target: Target {
+                pid,
+                binary: "/srv/app".into(),
+                go_version: "go1.26.6".into(),
+                map_impl: MapImpl::Swiss,
+            },
+            mode: Mode::Budget,
+            duration_s: 1.0,
+            coverage,
+            writes_observed: maps.iter().map(|m| m.1).sum(),
+            lost_events: 1,
+            read_failures: 2,
+            grouping: String::new(),
+            completeness: Completeness::default(),
+            ended: None,
+            maps: maps
+                .iter()
+                .map(|(id, w)| MapReport {
+                    id: id.to_string(),
+                    writes: *w,
+                    writes_estimated: *w * 10,
+                    ..Default::default()
+                })
+                .collect(),
+            pids: None,
+        }
+    }
+
+    #[test]
+    fn processes_merge_into_one_report_with_each_map_and_its_process() {
+        let mut latest = Latest::default();
+        assert!(latest.merged().is_none());
+        latest.update(7, report(7, 0.5, &[("0xa", 10), ("0xb", 30)]));
+        latest.update(3, report(3, 0.2, &[("0xc", 20)]));
+        latest.set_origin(
+            7,
+            Origin {
+                container_id: Some("c0ffee".into()),
+                ..Default::default()
+            },
+        );
+        let m = latest.merged().unwrap();
+        assert_eq!(m.target.pid, 3, "the first process's target");
+        assert_eq!(m.pids, Some(vec![3, 7]));
+        assert_eq!((m.writes_observed, m.lost_events, m.read_failures), (60, 2, 4));
+        assert_eq!(m.coverage, 0.2, "the least covered process bounds the merge");
+        let order: Vec<(&str, u32, usize)> = m
+            .maps
+            .iter()
+            .map(|p| (p.map.id.as_str(), p.pid, p.index))
+            .collect();
+        assert_eq!(order, [("0xb", 7, 1), ("0xc", 3, 0), ("0xa", 7, 0)]);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["maps"][0]["pid"], 7);
+        assert_eq!(json["maps"][0]["container_id"], "c0ffee");
+        assert!(json["maps"][1].get("container_id").is_none());
+        assert_eq!(json["pids"], serde_json::json!([3, 7]));
+        latest.retire(7);
+        assert_eq!(latest.merged().unwrap().pids, Some(vec![3]));
+    }
+}

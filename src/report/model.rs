@@ -75,7 +75,7 @@ pub struct Target {
     pub map_impl: MapImpl,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Debug, Clone, Default)]
 pub struct MapReport {
     /// Header address, or `group:<type>@<site>` for grouped instances.
     pub id: String,
