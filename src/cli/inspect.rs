@@ -283,14 +283,7 @@ fn render_binary(o: &mut String, r: &Inspection) {
             ", with symbols"
         }
     );
-    let _ = writeln!(
-        o,
-        "  map impl        {}",
-        match r.map_impl {
-            MapImpl::Classic => "classic (buckets)",
-            MapImpl::Swiss => "swiss tables",
-        }
-    );
+    let _ = writeln!(o, "  map impl        {}", r.map_impl);
     let _ = writeln!(
         o,
         "  functions       {} (pclntab {}, text at {})",

@@ -28,7 +28,7 @@ use ratatui::widgets::{
 };
 use ratatui::Terminal;
 
-use crate::gobin::MapImpl;
+use crate::report::symbolize::file_in_dir;
 use crate::report::{KeyReport, MapReport, Report};
 use crate::sampling::Mode;
 
@@ -333,10 +333,7 @@ fn draw_header(buf: &mut Buffer, area: Rect, s: &Snapshot, state: &UiState) {
     let t = &r.target;
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let binary = t.binary.rsplit('/').next().unwrap_or(&t.binary);
-    let impl_name = match t.map_impl {
-        MapImpl::Classic => "classic",
-        MapImpl::Swiss => "swiss",
-    };
+    let impl_name = t.map_impl.to_string();
     let mut spans: Vec<Span> = pause_span(state).into_iter().collect();
     let who = if s.map_pids.is_empty() {
         [Span::raw(" pid "), Span::styled(t.pid.to_string(), bold)]
@@ -638,7 +635,7 @@ fn draw_sites(buf: &mut Buffer, area: Rect, m: &MapReport) {
         let text = format!(
             "{}  {}:{}",
             sanitize(&site.function),
-            short_file(&site.file),
+            file_in_dir(&site.file),
             site.line
         );
         Row::new([
@@ -682,7 +679,7 @@ fn draw_grows(buf: &mut Buffer, area: Rect, m: &MapReport) {
                     g.growth.len,
                     g.growth.duration_ns as f64 / 1000.0,
                     sanitize(&g.function),
-                    short_file(&g.file),
+                    file_in_dir(&g.file),
                     g.line,
                     sanitize(&g.growth.key),
                 );
@@ -801,14 +798,6 @@ fn fmt_share(n: u64, total: u64) -> String {
         "-".into()
     } else {
         format!("{:.1}%", 100.0 * n as f64 / total as f64)
-    }
-}
-
-/// The last two components of a source path: `server/cache.go`.
-fn short_file(path: &str) -> &str {
-    match path.rmatch_indices('/').nth(1) {
-        Some((i, _)) => &path[i + 1..],
-        None => path,
     }
 }
 
@@ -954,6 +943,7 @@ fn restore_terminal() {
 mod tests {
     use super::*;
     use crate::decode::internals::{Growth, GrowthKind, GrowthUnit};
+    use crate::gobin::MapImpl;
     use crate::report::{GrowthReport, SiteReport, Target, SCHEMA};
 
     fn key(text: &str, writes: u64) -> KeyReport {
@@ -1300,8 +1290,6 @@ mod tests {
         assert_eq!(fmt_rate(12_345.0), "12.3k");
         assert_eq!(fmt_rate(4_560_000.0), "4.56M");
         assert_eq!(fmt_rate(f64::NAN), "-");
-        assert_eq!(short_file("/a/b/c.go"), "b/c.go");
-        assert_eq!(short_file("c.go"), "c.go");
         assert_eq!(fmt_share(1, 0), "-");
     }
 }

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 
 use crate::probe::container::Origin;
 use crate::report::live::Refresh;
+use crate::report::symbolize::file_name;
 use crate::report::{redact, MapReport};
 
 /// What kind of metric a family is.
@@ -262,7 +263,7 @@ impl Exporter {
             let mut sites: HashMap<String, f64> = HashMap::new();
             for m in &maps {
                 for s in &m.sites {
-                    let name = format!("{} {}:{}", s.function, short_file(&s.file), s.line);
+                    let name = format!("{} {}:{}", s.function, file_name(&s.file), s.line);
                     *sites.entry(name).or_default() += s.writes as f64 / coverage;
                 }
             }
@@ -385,10 +386,6 @@ fn key_hash(key: &str) -> String {
         Some(h) if h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()) => h.to_string(),
         _ => redact(key).trim_start_matches('#').to_string(),
     }
-}
-
-fn short_file(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
 }
 
 #[cfg(test)]

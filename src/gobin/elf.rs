@@ -177,17 +177,6 @@ impl ElfImage {
         Some(sym.address())
     }
 
-    /// Every defined text (function) symbol: (name, address).
-    pub fn text_symbols(&self) -> Vec<(String, u64)> {
-        let Ok(file) = ElfFile64::<Endianness>::parse(&*self.data) else {
-            return Vec::new();
-        };
-        file.symbols()
-            .filter(|s| s.kind() == object::SymbolKind::Text && s.is_definition())
-            .filter_map(|s| Some((s.name().ok()?.to_string(), s.address())))
-            .collect()
-    }
-
     /// Non-code loadable segments with the bytes the file holds for them (data scans).
     pub fn data_segments(&self) -> impl Iterator<Item = (&Segment, &[u8])> {
         self.segments
@@ -211,10 +200,5 @@ impl ElfImage {
             .max()
             .filter(|&end| end > len)
             .map(|end| end - len)
-    }
-
-    /// The lowest virtual address of the image: runtime address minus this is the load bias base.
-    pub fn base_vaddr(&self) -> u64 {
-        self.segments.iter().map(|s| s.vaddr).min().unwrap_or(0)
     }
 }

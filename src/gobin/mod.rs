@@ -39,6 +39,16 @@ pub enum MapImpl {
     Swiss,
 }
 
+impl std::fmt::Display for MapImpl {
+    /// As the JSON report names it: `classic` or `swiss`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MapImpl::Classic => "classic",
+            MapImpl::Swiss => "swiss",
+        })
+    }
+}
+
 pub struct GoBinary {
     pub elf: ElfImage,
     /// As recorded, or (without a readable `.go.buildinfo`) as far as it could be inferred.

@@ -5,12 +5,15 @@
 //! that count as its error bound, so `count - error <= true (decayed) count <= count`. `decay`
 //! only multiplies a global scale (counts are stored divided by it, and renormalised rarely):
 //! scaling every count alike keeps their order and SpaceSaving's bound. The smallest count is the
-//! root of an indexed min-heap updated in place; keys are found through an open-addressing table
-//! of slot numbers, so a key's bytes are stored once, in its slot, whose buffer is reused when the
-//! slot changes hands: `add` allocates nothing once slots have grown to the keys' sizes.
+//! root of an indexed min-heap updated in place; keys are found through a hash table of slot
+//! numbers (`hashbrown::HashTable`), so a key's bytes are stored once, in its slot, whose buffer
+//! is reused when the slot changes hands: `add` allocates nothing once slots have grown to the
+//! keys' sizes.
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::mem::size_of;
+
+use hashbrown::HashTable;
 
 /// Text kept per identity byte, plus `TEXT_SLACK`: Go's `%v` of a key is rarely longer (decimal
 /// ints, floats, hex, lossy UTF-8). Longer texts (structs of bools, arrays of empty structs) are
@@ -25,9 +28,7 @@ const BIG_ALLOC_OVERHEAD: usize = 4096;
 /// Counts are renormalised when the global scale falls below this: stored counts stay far from
 /// overflow (each add is stored as n / scale), and renormalising, O(capacity), is rare.
 const RENORMALISE_BELOW: f64 = 1e-60;
-/// A free table bucket (slot numbers are below `MAX_CAPACITY`, so no entry equals it).
-const EMPTY: u64 = u64::MAX;
-/// Slot numbers and table positions fit in 32 bits.
+/// Slot numbers fit in 32 bits.
 const MAX_CAPACITY: usize = 1 << 28;
 
 /// A tracked key, as `top` reports it.
@@ -45,9 +46,8 @@ struct Slot {
     /// The identity bytes, then the text (UTF-8): one allocation per slot, reused by the next key.
     buf: Vec<u8>,
     id_len: u32,
-    /// Low 32 bits of the identity's hash: its home bucket in the table and a filter before
-    /// comparing bytes (kept so that eviction finds the bucket without hashing again).
-    hash: u32,
+    /// The identity's hash (kept so that eviction and the table's growth need not hash again).
+    hash: u64,
     /// Where this slot's node is in `heap`.
     heap_pos: u32,
     truncated: bool,
@@ -66,7 +66,7 @@ impl Slot {
 
     /// Stores a new key, growing the buffer to exactly what it needs (never by doubling, so a
     /// buffer is never larger than the largest key it held).
-    fn set_key(&mut self, id: &[u8], text: &str, truncated: bool, hash: u32) {
+    fn set_key(&mut self, id: &[u8], text: &str, truncated: bool, hash: u64) {
         let limit = TEXT_PER_ID_BYTE * id.len() + TEXT_SLACK;
         let (text, cut) = if text.len() <= limit {
             (text, false)
@@ -105,8 +105,8 @@ pub struct TopK {
     slots: Vec<Slot>,
     /// Min-heap of counts, one node per slot.
     heap: Vec<Node>,
-    /// Linear probing, load at most 1/2: `hash << 32 | slot`, or `EMPTY`.
-    table: Vec<u64>,
+    /// Slot numbers by their identity's hash.
+    table: HashTable<u32>,
     /// Keyed per sketch (SipHash): keys come from the traced program, possibly from its users,
     /// and must not be able to make lookups collide on purpose.
     hasher: RandomState,
@@ -124,7 +124,7 @@ impl TopK {
             capacity,
             slots: Vec::new(),
             heap: Vec::new(),
-            table: vec![EMPTY; max_table_len(capacity).min(16)],
+            table: HashTable::new(),
             hasher: RandomState::new(),
             scale: 1.0,
             raw_total: 0.0,
@@ -141,7 +141,7 @@ impl TopK {
         }
         let raw_n = n / self.scale;
         self.raw_total += raw_n;
-        let hash = self.hasher.hash_one(id) as u32;
+        let hash = self.hasher.hash_one(id);
         if let Some(s) = self.find(id, hash) {
             let pos = self.slots[s].heap_pos as usize;
             self.heap[pos].raw += raw_n;
@@ -270,14 +270,14 @@ impl TopK {
             + 3 * BIG_ALLOC_OVERHEAD
             + self.slots.capacity() * size_of::<Slot>()
             + self.heap.capacity() * size_of::<Node>()
-            + self.table.capacity() * size_of::<u64>()
+            + self.table.allocation_size()
             + bufs
     }
 
     /// Upper bound of bytes this sketch can occupy given `key_bytes` captured per key (ids of at
     /// most `key_bytes + 4` bytes), for any number of distinct keys: per slot, its record, heap
     /// node and buffer (identity and text, text at most 4 bytes per identity byte + 32), plus
-    /// the table (at most 4 buckets of 8 bytes per slot, 2 when the capacity is a power of two).
+    /// the table (see `max_table_bytes`).
     pub fn memory_bound_bytes(capacity: usize, key_bytes: usize) -> usize {
         let capacity = capacity.clamp(1, MAX_CAPACITY);
         let id = key_bytes + 4;
@@ -285,74 +285,31 @@ impl TopK {
         size_of::<TopK>()
             + 3 * BIG_ALLOC_OVERHEAD
             + capacity * (size_of::<Slot>() + size_of::<Node>() + buf)
-            + max_table_len(capacity) * size_of::<u64>()
+            + max_table_bytes(capacity)
     }
 
-    fn find(&self, id: &[u8], hash: u32) -> Option<usize> {
-        let mask = self.table.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            let e = self.table[i];
-            if e == EMPTY {
-                return None;
-            }
-            if (e >> 32) as u32 == hash && self.slots[e as u32 as usize].id() == id {
-                return Some(e as u32 as usize);
-            }
-            i = (i + 1) & mask;
-        }
+    fn find(&self, id: &[u8], hash: u64) -> Option<usize> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&s| slots[s as usize].id() == id)
+            .map(|&s| s as usize)
     }
 
-    /// Records slot `s` under `hash`, first doubling the table if it would be over half full
-    /// (never past `max_table_len`: there are at most `capacity` slots).
-    fn table_insert(&mut self, hash: u32, s: usize) {
-        if self.slots.len() * 2 > self.table.len() {
-            let doubled = vec![EMPTY; self.table.len() * 2];
-            let old = std::mem::replace(&mut self.table, doubled);
-            for e in old.into_iter().filter(|&e| e != EMPTY) {
-                self.place(e);
-            }
-        }
-        self.place(u64::from(hash) << 32 | s as u64);
+    /// Records slot `s` under `hash` (the table grows to at most what `capacity` slots need).
+    fn table_insert(&mut self, hash: u64, s: usize) {
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, s as u32, |&t| slots[t as usize].hash);
     }
 
-    fn place(&mut self, e: u64) {
-        let mask = self.table.len() - 1;
-        let mut i = (e >> 32) as usize & mask;
-        while self.table[i] != EMPTY {
-            i = (i + 1) & mask;
-        }
-        self.table[i] = e;
-    }
-
-    /// Removes slot `s`'s bucket, shifting later buckets of the run back so that lookups never
-    /// stop early (no tombstones: the table never fills up with them).
+    /// Removes slot `s` from the table (before its key changes).
     fn table_remove(&mut self, s: usize) {
-        let mask = self.table.len() - 1;
-        let mut hole = self.slots[s].hash as usize & mask;
-        while self.table[hole] as u32 as usize != s {
-            hole = (hole + 1) & mask;
+        if let Ok(entry) = self
+            .table
+            .find_entry(self.slots[s].hash, |&t| t as usize == s)
+        {
+            entry.remove();
         }
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            let e = self.table[j];
-            if e == EMPTY {
-                break;
-            }
-            let home = (e >> 32) as usize & mask;
-            // The entry at j may move to the hole unless its home lies cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.table[hole] = e;
-                hole = j;
-            }
-        }
-        self.table[hole] = EMPTY;
     }
 
     fn set_node(&mut self, pos: usize, node: Node) {
@@ -399,9 +356,16 @@ impl TopK {
     }
 }
 
-/// Table buckets for `capacity` slots at load 1/2.
-fn max_table_len(capacity: usize) -> usize {
-    (2 * capacity).next_power_of_two()
+/// Bytes the table can take for `capacity` slots: hashbrown's buckets (a power of two, at
+/// most 7/8 full; 4 or 8 for small tables), each a slot number and a control byte, plus a group
+/// of trailing control bytes and alignment.
+fn max_table_bytes(capacity: usize) -> usize {
+    let buckets = match capacity {
+        0..=3 => 4,
+        4..=7 => 8,
+        _ => (capacity * 8 / 7 + 1).next_power_of_two(),
+    };
+    buckets * (size_of::<u32>() + 1) + 32
 }
 
 /// Makes room for one more element without capacity exceeding `limit` (plain `push` doubles,
@@ -474,8 +438,7 @@ mod tests {
     /// node is smaller than its parent.
     fn check_invariants(t: &TopK) {
         assert_eq!(t.slots.len(), t.heap.len());
-        let used = t.table.iter().filter(|&&e| e != EMPTY).count();
-        assert_eq!(used, t.slots.len());
+        assert_eq!(t.table.len(), t.slots.len());
         for (s, slot) in t.slots.iter().enumerate() {
             assert_eq!(t.find(slot.id(), slot.hash), Some(s));
             assert_eq!(t.heap[slot.heap_pos as usize].slot as usize, s);

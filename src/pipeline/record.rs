@@ -33,7 +33,7 @@ impl Target {
 
     /// The exit status to report: the child's (`seen` if it ended during the recording, else
     /// waited for now), 0 for a process we did not start.
-    pub fn exit_status(&self, seen: Option<i32>) -> i32 {
+    pub fn exit_status(&mut self, seen: Option<i32>) -> i32 {
         match (self, seen) {
             (_, Some(s)) => s,
             (Target::Child(c), None) => c.wait(),
@@ -138,7 +138,7 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
     ring.consume().context("reading events")?;
     session.detach();
     ring.consume().context("reading events")?;
-    let lost = session.counters().lost;
+    let lost = session.lost();
     drop(ring);
 
     let Intake {

@@ -143,7 +143,7 @@ pub fn run_live(
             };
             attached_at_refresh = attached;
             next_refresh = now + refresh_every;
-            let meta = meta(&tracee, opts, now - started, session.counters().lost);
+            let meta = meta(&tracee, opts, now - started, session.lost());
             let mut r = refresh_of(&tracee, &intake, &meta, &window);
             r.report.ended = ended.clone();
             if !on_refresh(r)? || done {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use parking_lot::Mutex;
+use procfs::process::{MMapPath, Process};
 
 use super::load::{load, uprobe_multi_supported, Load, DEFAULT_RING_BYTES};
 use super::session::attach_points;
@@ -89,18 +90,13 @@ fn time_calls(f: unsafe extern "C" fn(*mut u64)) -> f64 {
     t.elapsed().as_secs_f64() / f64::from(CALLS)
 }
 
-/// File offset of a code address of this process, from /proc/self/maps.
+/// The file and file offset of a code address of this process, from its memory maps.
 fn self_file_offset(addr: u64) -> Result<(std::path::PathBuf, u64)> {
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
-    for line in maps.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (Some(range), Some(off), Some(path)) = (cols.first(), cols.get(2), cols.get(5)) else {
-            continue;
-        };
-        let (lo, hi) = range.split_once('-').unwrap_or(("0", "0"));
-        let (lo, hi) = (u64::from_str_radix(lo, 16)?, u64::from_str_radix(hi, 16)?);
-        if addr >= lo && addr < hi {
-            return Ok((path.into(), addr - lo + u64::from_str_radix(off, 16)?));
+    let maps = Process::myself()?.maps()?;
+    for m in maps {
+        let (lo, hi) = m.address;
+        if let (true, MMapPath::Path(path)) = (addr >= lo && addr < hi, m.pathname) {
+            return Ok((path, addr - lo + m.offset));
         }
     }
     bail!("address {addr:#x} is not mapped from a file")

@@ -1,16 +1,31 @@
-//! Starting a command so that it is traced from its first instruction: fork, hold the child
-//! before exec on a pipe, let the caller attach probes to its pid, then release it to exec.
-use std::ffi::CString;
+//! Starting a command so that it is traced from its first instruction: `std::process::Command`
+//! with a `pre_exec` hook that holds the child before its exec — it reports its pid on one pipe
+//! and waits for a byte on another — so the caller can attach probes to the pid, then release
+//! it to exec. `Command::spawn` only returns once the child has exec'd, so it runs on a thread
+//! of its own while the caller attaches.
+use std::fs::File;
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::thread::JoinHandle;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
-/// A forked child waiting to exec its command.
+/// Exit status of a held child whose tracer went away (or gave up) before releasing it: it
+/// never runs its command untraced.
+const NEVER_RELEASED: i32 = 126;
+
+/// A child waiting to exec its command.
 pub struct HeldChild {
     pub pid: u32,
     pub exe: PathBuf,
-    release: Option<OwnedFd>,
+    /// Writing a byte here releases the child; closing it unwritten makes it exit.
+    release: Option<File>,
+    /// The thread inside `Command::spawn`, which returns once the child exec'd (or failed to).
+    spawning: Option<JoinHandle<std::io::Result<Child>>>,
+    child: Option<Child>,
 }
 
 /// Resolves a command name like the shell does (a path, or a name searched in PATH).
@@ -29,92 +44,101 @@ pub fn resolve_command(cmd: &str) -> Result<PathBuf> {
         .with_context(|| format!("command not found in PATH: {cmd}"))
 }
 
+/// A pipe whose ends are closed on exec: (read, write).
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 impl HeldChild {
-    /// Forks; the child blocks until `release` and then execs `argv` (argv[0] resolved to `exe`).
+    /// Starts `argv` (argv[0] resolved to `exe`) held before its exec until [`release`].
+    ///
+    /// [`release`]: HeldChild::release
     pub fn spawn(exe: &Path, argv: &[String]) -> Result<HeldChild> {
-        let c_exe = CString::new(exe.as_os_str().as_encoded_bytes())
-            .context("command path has a NUL byte")?;
-        let c_args: Vec<CString> = argv
-            .iter()
-            .map(|a| CString::new(a.as_bytes()))
-            .collect::<std::result::Result<_, _>>()
-            .context("argument has a NUL byte")?;
-        let mut c_argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).collect();
-        c_argv.push(std::ptr::null());
-        let mut fds = [0i32; 2];
-        // SAFETY: pipe2 writes two fds into the array we own.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            bail!("pipe: {}", std::io::Error::last_os_error());
+        let (ready_r, ready_w) = pipe()?;
+        let (release_r, release_w) = pipe()?;
+        let release_w_fd = release_w.as_raw_fd();
+        let mut cmd = Command::new(exe);
+        if let Some((arg0, args)) = argv.split_first() {
+            cmd.arg0(arg0).args(args);
         }
-        // SAFETY: both fds were just created and are owned here.
-        let (read_end, write_end) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: after fork the child only calls async-signal-safe functions (close, read,
-        // execv, _exit) on memory prepared before the fork.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            bail!("fork: {}", std::io::Error::last_os_error());
-        }
-        if pid == 0 {
+        let hold = move || {
+            let pid = std::process::id().to_ne_bytes();
+            let mut b = 0u8;
+            // SAFETY: only async-signal-safe calls (close, write, read, _exit) on fds the
+            // closure owns or that the fork copied; the buffers live on this stack.
             unsafe {
-                libc::close(write_end.as_raw_fd());
-                let mut b = 0u8;
-                let n = libc::read(read_end.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
-                if n == 1 {
-                    libc::execv(c_exe.as_ptr(), c_argv.as_ptr());
-                    let msg = b"ebpf-map-trace: error: cannot execute the command\n";
-                    libc::write(2, msg.as_ptr().cast(), msg.len());
-                    libc::_exit(127);
+                // Our copy of the release pipe's write end: only the tracer's may hold it open.
+                libc::close(release_w_fd);
+                libc::write(ready_w.as_raw_fd(), pid.as_ptr().cast(), pid.len());
+                if libc::read(release_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1) != 1 {
+                    libc::_exit(NEVER_RELEASED);
                 }
-                // The tracer went away or gave up: do not run untraced.
-                libc::_exit(126);
             }
+            Ok(())
+        };
+        // SAFETY: `hold` only makes async-signal-safe calls (see above).
+        unsafe { cmd.pre_exec(hold) };
+        let spawning = std::thread::spawn(move || cmd.spawn());
+        // The pid, once the child runs `hold`; end of file if it never got there.
+        let mut pid = [0u8; 4];
+        if File::from(ready_r).read_exact(&mut pid).is_err() {
+            let err = spawning
+                .join()
+                .map_err(|_| anyhow!("the thread starting the command panicked"))?
+                .err();
+            bail!(
+                "cannot start {}: {}",
+                exe.display(),
+                err.map_or_else(|| "it exited at once".to_string(), |e| e.to_string())
+            );
         }
-        drop(read_end);
         Ok(HeldChild {
-            pid: pid as u32,
+            pid: u32::from_ne_bytes(pid),
             exe: exe.to_path_buf(),
-            release: Some(write_end),
+            release: Some(File::from(release_w)),
+            spawning: Some(spawning),
+            child: None,
         })
     }
 
-    /// Lets the child exec its command.
+    /// Lets the child exec its command; an error if the exec failed.
     pub fn release(&mut self) -> Result<()> {
-        if let Some(fd) = self.release.take() {
-            let b = [1u8];
-            // SAFETY: writing one byte from a live buffer to an fd we own.
-            let n = unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), 1) };
-            if n != 1 {
-                bail!(
-                    "cannot release the child: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
+        use std::io::Write;
+        if let Some(mut fd) = self.release.take() {
+            fd.write_all(&[1]).context("cannot release the child")?;
+        }
+        self.join()
+            .with_context(|| format!("cannot execute {}", self.exe.display()))
+    }
+
+    /// Takes the `Child` from the spawning thread (once it returned).
+    fn join(&mut self) -> std::io::Result<()> {
+        if let Some(t) = self.spawning.take() {
+            let child = t
+                .join()
+                .map_err(|_| std::io::Error::other("the thread starting the command panicked"))??;
+            self.child = Some(child);
         }
         Ok(())
     }
 
     /// Non-blocking: the exit status if the child has ended (128+signal for a signal).
-    pub fn try_wait(&self) -> Option<i32> {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let r = unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) };
-        if r == self.pid as i32 {
-            Some(decode_status(status))
-        } else {
-            None
-        }
+    pub fn try_wait(&mut self) -> Option<i32> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        Some(code(status))
     }
 
     /// Blocks until the child ends.
-    pub fn wait(&self) -> i32 {
-        let mut status = 0;
-        // SAFETY: as above.
-        let r = unsafe { libc::waitpid(self.pid as i32, &mut status, 0) };
-        if r == self.pid as i32 {
-            decode_status(status)
-        } else {
-            1
+    pub fn wait(&mut self) -> i32 {
+        match self.child.as_mut().map(Child::wait) {
+            Some(Ok(status)) => code(status),
+            _ => 1,
         }
     }
 }
@@ -122,18 +146,17 @@ impl HeldChild {
 impl Drop for HeldChild {
     /// A child never released (attach failed) exits without running its command.
     fn drop(&mut self) {
-        if self.release.take().is_some() {
+        if self.release.take().is_some() && self.join().is_ok() {
             let _ = self.wait();
         }
     }
 }
 
-fn decode_status(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        1
+/// The shell's view of an exit status: the code, or 128 + the signal.
+fn code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        _ => 1,
     }
 }

@@ -8,6 +8,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::OpenObject;
+use procfs::process::Process;
+use procfs::sys::kernel::Version;
 
 use crate::bpf::{MapwriteSkel, MapwriteSkelBuilder, KEY_MAX};
 
@@ -52,23 +54,18 @@ pub fn preflight() -> Result<()> {
     Ok(())
 }
 
+/// CAP_PERFMON and CAP_BPF in our effective set.
 fn has_caps() -> bool {
-    // CAP_PERFMON = 38, CAP_BPF = 39 in the effective set (CapEff in /proc/self/status).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 38) != 0 && caps & (1 << 39) != 0)
+    const CAP_PERFMON: u64 = 1 << 38;
+    const CAP_BPF: u64 = 1 << 39;
+    Process::myself()
+        .and_then(|me| me.status())
+        .is_ok_and(|s| s.capeff & CAP_PERFMON != 0 && s.capeff & CAP_BPF != 0)
 }
 
 /// Whether this kernel has uprobe_multi links (Linux 6.6 and later).
 pub fn uprobe_multi_supported() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(['.', '-']);
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 6)
+    Version::current().is_ok_and(|v| v >= Version::new(6, 6, 0))
 }
 
 /// Opens, configures and loads the programs; `multi` picks the uprobe_multi programs (else the

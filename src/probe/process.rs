@@ -1,7 +1,9 @@
-//! The traced process as the OS sees it: its executable, liveness and load bias, read from /proc.
+//! The traced process as the OS sees it: its executable, liveness, the processes running an
+//! executable, and an exec that replaces its program — from /proc.
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use procfs::process::Process;
 
 /// The executable of a running process, resolved through its own root (works across containers).
 pub fn exe_of(pid: u32) -> Result<PathBuf> {
@@ -24,37 +26,11 @@ pub fn exe_of(pid: u32) -> Result<PathBuf> {
     Ok(proc_dir.join("exe"))
 }
 
-/// Where the process mapped the first PT_LOAD of `exe`: runtime address − link address.
-pub fn load_bias(pid: u32, link_base: u64, pie: bool) -> Result<u64> {
-    if !pie {
-        return Ok(0);
-    }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .with_context(|| format!("no such process: {pid}"))?;
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .with_context(|| format!("cannot read /proc/{pid}/maps"))?;
-    let exe = exe.to_string_lossy();
-    for line in maps.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.len() >= 6 && cols[5] == exe && cols[2] == "00000000" {
-            let start = u64::from_str_radix(cols[0].split('-').next().unwrap_or(""), 16)?;
-            return Ok(start.wrapping_sub(link_base & !0xfff));
-        }
-    }
-    bail!("process {pid} has no mapping of its executable at offset 0")
-}
-
 /// Whether the process exists and is not a zombie.
 pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
+    Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .is_ok_and(|s| s.state != 'Z')
 }
 
 /// Whether the process has ended for good: not alive now, nor over the next 100 ms. (While a
@@ -82,10 +58,8 @@ pub fn processes_of(binary: &std::path::Path) -> anyhow::Result<Vec<u32>> {
     }
     let inside = binary.strip_prefix("/").unwrap_or(binary);
     let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for p in procfs::process::all_processes()?.flatten() {
+        let pid = p.pid() as u32;
         let Ok(m) = std::fs::metadata(format!("/proc/{pid}/exe")) else {
             continue;
         };

@@ -13,13 +13,6 @@ use super::points::Points;
 use crate::bpf::{Counter, KeyPlan, MapwriteSkel};
 use crate::gobin::GoBinary;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub hits: u64,
-    pub lost: u64,
-    pub read_failed: u64,
-}
-
 pub struct Session<'obj> {
     pub skel: MapwriteSkel<'obj>,
     links: Vec<Link>,
@@ -113,28 +106,21 @@ impl<'obj> Session<'obj> {
         !self.links.is_empty()
     }
 
-    /// Kernel-side counters summed over CPUs.
-    pub fn counters(&self) -> Counters {
-        let read = |idx: Counter| -> u64 {
-            self.skel
-                .maps
-                .counters
-                .lookup_percpu(&idx.0.to_le_bytes(), MapFlags::ANY)
-                .ok()
-                .flatten()
-                .map(|per_cpu| {
-                    per_cpu
-                        .iter()
-                        .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default()))
-                        .sum()
-                })
-                .unwrap_or(0)
-        };
-        Counters {
-            hits: read(Counter::CNT_HITS),
-            lost: read(Counter::CNT_LOST),
-            read_failed: read(Counter::CNT_READ_FAILED),
-        }
+    /// Writes the ring buffer had no room for (the kernel's per-CPU counter, summed).
+    pub fn lost(&self) -> u64 {
+        let idx = Counter::CNT_LOST.0.to_le_bytes();
+        let per_cpu = self
+            .skel
+            .maps
+            .counters
+            .lookup_percpu(&idx, MapFlags::ANY)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        per_cpu
+            .iter()
+            .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default()))
+            .sum()
     }
 
     /// Detaches every probe now (also done on drop).

@@ -177,8 +177,14 @@ mod tests {
         let m = latest.merged().unwrap();
         assert_eq!(m.target.pid, 3, "the first process's target");
         assert_eq!(m.pids, Some(vec![3, 7]));
-        assert_eq!((m.writes_observed, m.lost_events, m.read_failures), (60, 2, 4));
-        assert_eq!(m.coverage, 0.2, "the least covered process bounds the merge");
+        assert_eq!(
+            (m.writes_observed, m.lost_events, m.read_failures),
+            (60, 2, 4)
+        );
+        assert_eq!(
+            m.coverage, 0.2,
+            "the least covered process bounds the merge"
+        );
         let order: Vec<(&str, u32, usize)> = m
             .maps
             .iter()

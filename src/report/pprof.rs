@@ -24,7 +24,7 @@ use crate::hotkeys::stacks::StackCounts;
 
 /// Keys named per stack in the profile; the rest of a stack's writes carry `key=[other keys]`
 /// (counts stay exact; this keeps label tables usable when a map has millions of keys).
-pub const KEYS_PER_STACK: usize = 1000;
+pub const LABELLED_KEYS_PER_STACK: usize = 1000;
 
 pub struct Meta {
     pub binary: String,
@@ -57,7 +57,7 @@ pub fn encode(bin: &GoBinary, counts: &StackCounts, meta: &Meta) -> Vec<u8> {
     let other_keys = p.strings.index(OTHER_KEYS);
     let mut sym = Symbolizer::new(bin);
     let mut out = Pb::default();
-    let mut samples = counts.samples(KEYS_PER_STACK);
+    let mut samples = counts.samples(LABELLED_KEYS_PER_STACK);
     samples.sort_by_key(|s| std::cmp::Reverse(s.writes));
     for s in &samples {
         let mut locations = Vec::new();

@@ -84,7 +84,27 @@ impl<'b> Symbolizer<'b> {
     }
 }
 
-/// A source file's name without its directories.
-pub fn short_file(path: &str) -> &str {
+/// A source path's file name: `cache.go` (metric labels).
+pub fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// A source path's last two components: `server/cache.go` (the terminal UI).
+pub fn file_in_dir(path: &str) -> &str {
+    match path.rmatch_indices('/').nth(1) {
+        Some((i, _)) => &path[i + 1..],
+        None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_paths_shorten() {
+        assert_eq!(file_name("/a/b/c.go"), "c.go");
+        assert_eq!(file_in_dir("/a/b/c.go"), "b/c.go");
+        assert_eq!((file_name("c.go"), file_in_dir("c.go")), ("c.go", "c.go"));
+    }
 }

@@ -15,10 +15,7 @@ pub fn render(r: &Report) -> String {
         "ebpf-map-trace: pid {} ({}, {} maps), {} mode, {:.2}s, {} writes observed, {} lost, {} with unreadable keys",
         r.target.pid,
         r.target.go_version,
-        match r.target.map_impl {
-            crate::gobin::MapImpl::Classic => "classic",
-            crate::gobin::MapImpl::Swiss => "swiss",
-        },
+        r.target.map_impl,
         r.mode,
         r.duration_s,
         r.writes_observed,
