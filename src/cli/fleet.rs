@@ -5,15 +5,11 @@
 //!
 //! Why one session per process rather than one pid-less attachment for the whole inode: uprobes
 //! with a pid filter only plant breakpoints in that process's memory, so processes nobody asked
-//! about are never slowed (measured: 5M writes of an untraced `workload` took 0.14–0.25 s alone
-//! and 0.23–0.40 s on the busy 2-core VM while `serve --mode exact` traced another process of
-//! the same binary; a probed run would take ~10 s); each process keeps its own duty cycle, so
-//! `--overhead` holds per process whatever its write rate; and the live loop, the BPF filter and
-//! the report stay as they are. The cost is one BPF skeleton per process, mostly its 64 MiB ring
-//! buffer, allocated up front (measured peak RSS of `serve`: 146 MiB with one process, 414 MiB
-//! with three, as libbpf maps the ring's pages twice; the kernel charges 64 MiB each). That
-//! suits the handful of replicas a node runs; for dozens, one shared attachment (BPF
-//! `target_tgid` 0 = any, events keyed by pid) would be the better trade.
+//! about are never slowed; each process keeps its own duty cycle, so `--overhead` holds per
+//! process whatever its write rate; and the live loop, the BPF filter and the report stay as
+//! they are. The cost is one BPF skeleton per process, mostly its ring buffer (measurements in
+//! docs/performance.md). That suits the handful of replicas a node runs; for dozens, one shared
+//! attachment (BPF `target_tgid` 0 = any, events keyed by pid) would be the better trade.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
