@@ -114,29 +114,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 pub fn inspect(bin: &GoBinary, path: &str, types: &[u64], pcs: &[u64]) -> Inspection {
-    let mut problems = Vec::new();
     let map_functions = bin.map_functions();
-    if bin.arch() != Arch::X86_64 {
-        problems.push(format!(
-            "tracing is not supported on {}: only x86-64 can be traced (inspect works)",
-            bin.arch()
-        ));
-    }
-    for f in &map_functions {
-        if let Err(e) = &f.probe {
-            problems.push(format!("no probe point: {e}"));
-        } else if let Ok(p) = &f.probe {
-            if f.role.is_assign() && !p.instruction.starts_with("push") {
-                problems.push(format!("{}: probe instruction `{}` is single-stepped by the kernel (~10x slower per write than Go 1.21+)", f.function, p.instruction));
-            }
-        }
-    }
-    if bin.arch() == Arch::X86_64 && !map_functions.iter().any(|f| f.role.is_assign()) {
-        problems.push("no map-assign function found: this program never writes a map".into());
-    }
-    if bin.moduledata.is_none() {
-        problems.push("runtime module data not found: map type names cannot be resolved".into());
-    }
+    let mut problems = probe_problems(bin, &map_functions);
     let goid = bin.goid_offset();
     if goid.is_none() {
         problems.push(format!(
@@ -213,6 +192,33 @@ pub fn inspect(bin: &GoBinary, path: &str, types: &[u64], pcs: &[u64]) -> Inspec
         pcs,
         problems,
     }
+}
+
+/// What will not work as well in tracing this binary's map functions.
+fn probe_problems(bin: &GoBinary, map_functions: &[ProbeSite]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if bin.arch() != Arch::X86_64 {
+        problems.push(format!(
+            "tracing is not supported on {}: only x86-64 can be traced (inspect works)",
+            bin.arch()
+        ));
+    }
+    for f in map_functions {
+        if let Err(e) = &f.probe {
+            problems.push(format!("no probe point: {e}"));
+        } else if let Ok(p) = &f.probe {
+            if f.role.is_assign() && !p.instruction.starts_with("push") {
+                problems.push(format!("{}: probe instruction `{}` is single-stepped by the kernel (~10x slower per write than Go 1.21+)", f.function, p.instruction));
+            }
+        }
+    }
+    if bin.arch() == Arch::X86_64 && !map_functions.iter().any(|f| f.role.is_assign()) {
+        problems.push("no map-assign function found: this program never writes a map".into());
+    }
+    if bin.moduledata.is_none() {
+        problems.push("runtime module data not found: map type names cannot be resolved".into());
+    }
+    problems
 }
 
 fn type_ok(
