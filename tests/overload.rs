@@ -1,20 +1,26 @@
 //! Overload (issue 7), with real uprobes: millions of distinct keys at the highest write rate
-//! in exact `run`. The tracer's peak RSS stays under its stated bound
-//! (`hotkeys::exact::memory_bound_rss`), every write is either observed or counted lost, keys
-//! past the key budget are counted in their map but reported as untracked, nothing hangs, and
-//! the report says it is incomplete (JSON `complete: false` with reasons, `INCOMPLETE:` lines).
+//! in exact `run`. The tracer's peak RSS stays under the bound docs/reliability.md states;
+//! the calm phase before the flood (fewer writes than the ring holds) is counted exactly, key by
+//! key; every write of the flood is either observed or counted lost, and no more are counted
+//! lost than went unobserved; keys past the key budget are counted in their map but reported as
+//! untracked; nothing hangs (a watchdog kills the tracer after 240 s and fails); and the report
+//! says it is incomplete (JSON `complete: false` with reasons, `INCOMPLETE:` lines).
 //! `RELIAB_FLOOD_N` sets the number of keys (default 4 million, to keep CI short; the README
 //! records a 10-million run).
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Variant;
-use ebpf_map_trace::hotkeys::exact::memory_bound_rss;
 use serde_json::Value;
 
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
+
+/// Lost records that need not be flood writes: the flood map's grow records (a start and an end
+/// per grow; the map stays at ~1024 keys, so it grows or rehashes rarely: ~40 times in 4M).
+const LOST_GROW_SLACK: u64 = 500;
 
 #[test]
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its peak RSS
@@ -36,6 +42,7 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0) // the watchdog kills the tracer and its target together
         .spawn()
         .unwrap();
     let out = common::read_all(tracer.stdout.take().unwrap());
@@ -51,8 +58,11 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
             break (st, ru.ru_maxrss as u64);
         }
         if t0.elapsed() > Duration::from_secs(240) {
-            let _ = tracer.kill();
-            panic!("tracer hung: still running after {:?}", t0.elapsed());
+            common::kill_group(&mut tracer);
+            panic!(
+                "tracer hung: still running after {:?} (killed)",
+                t0.elapsed()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -64,12 +74,13 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
     );
     let done: Value = serde_json::from_str(stdout.trim()).expect("flood's done line");
     assert_eq!(done["writes"].as_u64(), Some(n));
+    let calm = done["calm"].as_u64().expect("flood's calm count");
 
     let size = std::fs::metadata(&bin).unwrap().len();
-    let bound = memory_bound_rss(size);
+    let bound = common::stated_peak_rss("run", size);
     let rss = maxrss_kib * 1024;
     eprintln!(
-        "{n} keys in {:.1}s: tracer peak RSS {} MiB (bound {} MiB)",
+        "{n} keys in {:.1}s: tracer peak RSS {} MiB (stated bound {} MiB)",
         t0.elapsed().as_secs_f64(),
         rss >> 20,
         bound >> 20
@@ -78,21 +89,44 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let lost = report["lost_events"].as_u64().unwrap();
-    let map = report["maps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["sites"][0]["function"] == "main.writeKey")
-        .expect("flood's map in the report");
+    let map_of = |function: &str| -> &Value {
+        report["maps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["sites"][0]["function"] == function)
+            .unwrap_or_else(|| panic!("{function}'s map not in the report"))
+    };
+    // The calm phase: fewer records than the ring holds, so every write is seen, key by key.
+    let calm_map = map_of("main.writeCalm");
+    assert_eq!(calm_map["writes"].as_u64(), Some(calm), "calm writes");
+    assert_eq!(calm_map["distinct_keys"].as_u64(), Some(calm), "calm keys");
+    assert_eq!(
+        calm_map["untracked_key_writes"], 0,
+        "calm keys are within the budget"
+    );
+    for k in calm_map["top_keys"].as_array().unwrap() {
+        assert!(
+            k["key"].as_str().unwrap().starts_with("calm:") && k["writes"] == 1,
+            "{k}"
+        );
+    }
+    let map = map_of("main.writeKey");
     let writes = map["writes"].as_u64().unwrap();
     let distinct = map["distinct_keys"].as_u64().unwrap();
     let untracked = map["untracked_key_writes"].as_u64().unwrap();
-    eprintln!("observed {writes}, lost {lost}, distinct stored {distinct}, untracked {untracked}");
-    // Every write is observed or counted lost (other maps' writes may be lost too).
+    let grows = map["grows"].as_u64().unwrap();
+    eprintln!("calm {calm}; flood observed {writes}, lost {lost}, distinct stored {distinct}, untracked {untracked}, grows seen {grows}");
+    // Every write is observed or counted lost; what is counted lost went unobserved (lost
+    // records are flood writes, or the grow records of the flood map: at most 2 per grow).
     assert!(writes <= n, "more writes than the program made");
     assert!(
         writes + lost >= n,
         "writes vanished: {writes} + {lost} lost < {n}"
+    );
+    assert!(
+        writes + lost <= n + LOST_GROW_SLACK,
+        "more counted lost than unobserved: {writes} + {lost} lost > {n} + {LOST_GROW_SLACK}"
     );
     // Every key is distinct: each observed write is a stored key or an untracked one.
     assert_eq!(distinct + untracked, writes, "key accounting");
@@ -100,12 +134,14 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
     if lost > 0 || untracked > 0 {
         assert_eq!(report["complete"], false, "{reasons:?}");
         assert!(
-            stderr.contains("INCOMPLETE: "),
+            stderr.lines().any(|l| l.starts_with("INCOMPLETE: ")),
             "table does not say so: {stderr}"
         );
     }
     if lost > 0 {
-        assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("lost")));
+        assert!(reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().contains(&format!("{lost} writes lost"))));
     }
     if untracked > 0 {
         assert!(reasons

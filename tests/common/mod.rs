@@ -564,6 +564,32 @@ pub fn writes_not_shown(stderr: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `N writes not shown` line in: {stderr}"))
 }
 
+/// The peak RSS docs/reliability.md states for `command` (`run`, `top`, `trace`, `serve`)
+/// tracing a binary of `binary_size` bytes: its "Peak memory" table row naming the command
+/// (in backquotes) reads `N MiB + 3 × the binary`. Fails the test if the docs say otherwise.
+pub fn stated_peak_rss(command: &str, binary_size: u64) -> u64 {
+    let path = manifest_dir().join("docs/reliability.md");
+    let docs = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let name = format!("`{command}`");
+    let cells: Vec<&str> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix('|'))
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .find(|cells| cells.first().is_some_and(|c| c.contains(&name)))
+        .unwrap_or_else(|| panic!("{}: no table row for {name}", path.display()));
+    let mib: u64 = cells
+        .get(1)
+        .and_then(|c| c.strip_suffix(" MiB + 3 × the binary"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: the row of {name} does not read `N MiB + 3 × the binary`: {cells:?}",
+                path.display()
+            )
+        });
+    (mib << 20) + 3 * binary_size
+}
+
 /// Prints why a part of a test does not run, in the one form the suite uses for it. Written to
 /// the process's stderr directly, so the test harness shows it even for passing tests.
 pub fn skipped(reason: &str) {

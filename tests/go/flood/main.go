@@ -1,9 +1,13 @@
-// Test program "flood" (tests/go/flood), owned by the reliability tests: -n distinct string keys
-// ("flood:" + 32 digits) written as fast as it can into one map[string]int from main.writeKey,
-// deleting each key 1024 writes later so that the program itself stays small. Counts its own
-// writes (without maps). Standard library only, Go 1.19+.
+// Test program "flood" (tests/go/flood), owned by the reliability tests: first -calm distinct
+// string keys ("calm:<i>") written once each into a map[string]int of their own from
+// main.writeCalm — fewer than a tracer's ring buffer holds, so a tracer that keeps up with
+// nothing still sees every one of them — then -n distinct string keys ("flood:" + 32 digits)
+// written as fast as it can into one map[string]int from main.writeKey, deleting each key 1024
+// writes later so that the program itself stays small. Counts its own writes (without maps).
+// Standard library only, Go 1.19+.
 //
-// Output: {"event":"done","writes":N,"distinct":N,"elapsed_ns":T}
+// Output: {"event":"done","writes":N,"distinct":N,"calm":K,"elapsed_ns":T}
+// (writes and distinct: the flood's; calm: the calm phase's writes, all to distinct keys).
 package main
 
 import (
@@ -16,6 +20,9 @@ import (
 //go:noinline
 func writeKey(m map[string]int, k string) { m[k] = 1 }
 
+//go:noinline
+func writeCalm(m map[string]int, k string) { m[k] = 1 }
+
 func key(buf []byte, i int) string {
 	buf = append(buf[:0], "flood:"...)
 	digits := strconv.AppendInt(nil, int64(i), 10)
@@ -25,11 +32,20 @@ func key(buf []byte, i int) string {
 	return string(append(buf, digits...))
 }
 
-var m = map[string]int{} // package-level: on the heap
+var (
+	m    = map[string]int{} // package-level: on the heap
+	calm = map[string]int{}
+)
 
 func main() {
 	n := flag.Int("n", 10000000, "distinct keys to write")
+	calmN := flag.Int("calm", 50000, "distinct keys to write into the calm map first")
 	flag.Parse()
+	var calmWrites uint64
+	for i := 0; i < *calmN; i++ {
+		writeCalm(calm, "calm:"+strconv.Itoa(i))
+		calmWrites++
+	}
 	buf := make([]byte, 0, 64)
 	ring := make([]string, 1024)
 	var writes uint64
@@ -44,6 +60,6 @@ func main() {
 		}
 		ring[slot] = k
 	}
-	fmt.Printf("{\"event\":\"done\",\"writes\":%d,\"distinct\":%d,\"elapsed_ns\":%d}\n",
-		writes, writes, time.Since(start).Nanoseconds())
+	fmt.Printf("{\"event\":\"done\",\"writes\":%d,\"distinct\":%d,\"calm\":%d,\"elapsed_ns\":%d}\n",
+		writes, writes, calmWrites, time.Since(start).Nanoseconds())
 }
