@@ -541,6 +541,23 @@ pub fn key_hash(text: &str) -> String {
     format!("#{h:016x}")
 }
 
+/// The metric families `serve` exports, as README.md ("serve") documents them for users: name
+/// and OpenMetrics type. Written out here, not taken from the exporter, so that a family the
+/// exporter drops or renames fails the tests that scrape it.
+pub const METRIC_FAMILIES: [(&str, &str); 11] = [
+    ("gomap_writes_total", "counter"),
+    ("gomap_map_writes_per_second", "gauge"),
+    ("gomap_hot_key_writes_per_second", "gauge"),
+    ("gomap_key_writes_per_second", "histogram"),
+    ("gomap_grows_total", "counter"),
+    ("gomap_map_len", "gauge"),
+    ("gomap_map_load", "gauge"),
+    ("gomap_probe_coverage_ratio", "gauge"),
+    ("gomap_lost_events_total", "counter"),
+    ("gomap_estimated_overhead_percent", "gauge"),
+    ("gomap_targets", "gauge"),
+];
+
 /// Whether `token` has the form of a redacted key: `#` and 16 lowercase hex digits.
 pub fn is_key_hash(token: &str) -> bool {
     token.strip_prefix('#').is_some_and(|h| {
