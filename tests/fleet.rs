@@ -27,19 +27,7 @@ fn require_root() {
 /// every process of an executable, and the tests of this file run at the same time.
 fn workload(test: &str) -> PathBuf {
     let built = common::build("workload", &common::newest_toolchain(), Variant::Plain);
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fleet-{test}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bin = dir.join("workload");
-    std::fs::copy(&built, &bin).unwrap();
-    // A process forked by another test thread while the copy was open for writing holds that
-    // descriptor until it execs: until then exec fails with ETXTBSY. Wait for exec to work.
-    common::probes::wait_until(Duration::from_secs(10), "the copy can be executed", || {
-        match std::process::Command::new(&bin).arg("-h").output() {
-            Err(e) => e.raw_os_error() != Some(libc::ETXTBSY),
-            Ok(_) => true,
-        }
-    });
-    bin
+    common::private_copy(&built, &format!("fleet-{test}"))
 }
 
 /// Starts two `workload`s of one binary with different seeds, the second after `tracer_args`

@@ -233,6 +233,29 @@ pub fn matrix(prog: &str) -> Vec<(Toolchain, Variant, PathBuf)> {
     built
 }
 
+/// A copy of the built program `bin` under `target/tmp/<name>/` (same file name): a path and
+/// inode of one test's own, for `--binary` tests (the tracer follows every process of an
+/// executable, and tests run at the same time). Waits until the copy can be executed: a process
+/// forked by another test thread while the copy was open for writing holds that descriptor
+/// until it execs, and exec fails with ETXTBSY until then.
+pub fn private_copy(bin: &Path, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    let copy = dir.join(bin.file_name().expect("a file name"));
+    fs::copy(bin, &copy)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", bin.display(), copy.display()));
+    let t0 = Instant::now();
+    while let Err(e) = Command::new(&copy).arg("-h").output() {
+        assert!(
+            e.raw_os_error() == Some(libc::ETXTBSY) && t0.elapsed() < Duration::from_secs(10),
+            "cannot run {}: {e}",
+            copy.display()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    copy
+}
+
 /// Runs `go <args>` with `tc` (e.g. `["tool", "nm", bin]`, `["version", "-m", bin]`) and returns
 /// its stdout. Panics with its stderr if it fails.
 pub fn go_tool(tc: &Toolchain, args: &[&str]) -> String {
