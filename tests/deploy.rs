@@ -1,6 +1,7 @@
 //! The fleet files in `deploy/`: the DaemonSet is a well-formed Kubernetes object whose
 //! privileges really suffice for `serve` (run here with exactly those capabilities and its own
-//! arguments) and whose measured ones are each needed; the scrape config passes `promtool check
+//! arguments, against another user's program that is not world-readable) and are each needed
+//! (without any one, serve names it); the scrape config passes `promtool check
 //! config`; the Grafana dashboard queries only metrics `serve` exports, in valid PromQL.
 mod common;
 #[path = "support/http.rs"]
@@ -10,8 +11,8 @@ mod tracer;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{GoProcess, Variant};
 use serde_json::Value;
@@ -278,8 +279,45 @@ fn with_caps(caps: &[String]) -> Vec<String> {
     ]
 }
 
+/// The DaemonSet's agent arguments with its --binary and --listen pointed at this test's target
+/// and port (its web config is a Secret of the cluster: TLS and auth are tests/agent_security.rs).
+fn agent_args(c: &Value, bin: &Path, listen: &str) -> Vec<String> {
+    let mut args = str_list(&c["args"]);
+    let at = |args: &[String], flag: &str| args.iter().position(|a| a == flag).unwrap() + 1;
+    let i = at(&args, "--binary");
+    args[i] = bin.to_str().unwrap().to_string();
+    let i = at(&args, "--listen");
+    args[i] = listen.to_string();
+    let i = at(&args, "--web.config.file");
+    args.drain(i - 1..=i);
+    args
+}
+
+/// The workload, as another user's program that is not world-readable (owner nobody, mode
+/// 0500): what the agent meets on a node, where SYS_PTRACE and DAC_READ_SEARCH matter.
+fn foreign_workload() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let built = common::build("workload", &common::newest_toolchain(), Variant::Plain);
+    let bin = common::private_copy(&built, "deploy-foreign");
+    std::os::unix::fs::chown(&bin, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o500)).unwrap();
+    bin
+}
+
+/// Starts `bin args... -wait` as user nobody.
+fn start_as_nobody(bin: &Path, args: &[&str]) -> GoProcess {
+    let mut all = vec![
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        bin.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    GoProcess::start_waiting(Path::new("/usr/bin/setpriv"), &all)
+}
+
 #[test]
-fn daemonset_privileges_suffice_and_each_measured_one_is_needed() {
+fn daemonset_privileges_suffice_and_each_one_is_needed() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
     let setpriv = "/usr/bin/setpriv";
@@ -290,74 +328,60 @@ fn daemonset_privileges_suffice_and_each_measured_one_is_needed() {
     let ds = yaml("daemonset.yaml");
     let c = agent(&ds);
     let caps = str_list(&c["securityContext"]["capabilities"]["add"]);
-    let bin = common::build("workload", &common::newest_toolchain(), Variant::Plain);
+    let bin = foreign_workload();
 
-    // Without SYS_PTRACE, serve -p fails with one error line.
-    let missing = "SYS_PTRACE";
-    let target = GoProcess::start_waiting(&bin, &["-rate", "1000", "-duration", "60"]);
-    let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
-    let listen = http::free_addr();
-    let pid = target.pid().to_string();
-    let out = Command::new(setpriv)
-        .args(with_caps(&fewer))
-        .args(["serve", "-p", &pid, "--listen", &listen, "--duration", "10"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    drop(target);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "serve without {missing} must fail: {err}"
-    );
-    assert!(
-        err.contains("ebpf-map-trace: error: "),
-        "without {missing}: {err}"
-    );
-
-    // With exactly the DaemonSet's capabilities and arguments (its --binary and --listen
-    // pointed at this test's target and port), serve finds the hot key.
-    let target = GoProcess::start_waiting(
+    // With exactly the DaemonSet's capabilities and arguments, serve finds the hot key.
+    let target = start_as_nobody(
         &bin,
         &["-rate", "20000", "-duration", "60", "-hot-after", "0"],
     );
     let listen = http::free_addr();
-    let mut args = str_list(&c["args"]);
-    let at = |args: &[String], flag: &str| args.iter().position(|a| a == flag).unwrap() + 1;
-    let i = at(&args, "--binary");
-    args[i] = bin.to_str().unwrap().to_string();
-    let i = at(&args, "--listen");
-    args[i] = listen.clone();
-    // Its web config is a Secret of the cluster (TLS and auth: tests/agent_security.rs).
-    let i = at(&args, "--web.config.file");
-    args.drain(i - 1..=i);
     let mut all = with_caps(&caps);
-    all.extend(args);
+    all.extend(agent_args(c, &bin, &listen));
     let mut serve = tracer::Tracer::spawn_program(Path::new(setpriv), &all);
-    serve.wait_attached();
+    serve.wait_attached_to(target.pid());
     target.release();
-    let t0 = Instant::now();
-    loop {
-        let top = http::get(&listen, "/hotkeys", None)
-            .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
-            .and_then(|r| {
-                r["maps"]
-                    .as_array()?
-                    .iter()
-                    .find(|m| m["type"] == "map[string]int")?["top_keys"][0]["key"]
-                    .as_str()
-                    .map(String::from)
-            });
-        if top.as_deref() == Some("hot:1") {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no hot:1 on top with the DaemonSet's privileges (last: {top:?})"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    drop(target);
+    common::poll(20, "hot:1 on top with the DaemonSet's privileges", || {
+        let (_, body) = http::get(&listen, "/hotkeys", None)?;
+        let r: Value = serde_json::from_str(&body).ok()?;
+        let m = r["maps"]
+            .as_array()?
+            .iter()
+            .find(|m| m["type"] == "map[string]int")?;
+        (m["top_keys"][0]["key"] == "hot:1").then_some(())
+    });
     let (st, _, err) = serve.terminate();
     assert!(st.success(), "serve: {st}: {err}");
+
+    // Without any one of them, the agent says which is missing, in one line of its own (and
+    // no libbpf noise).
+    for missing in &caps {
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
+        let listen = http::free_addr();
+        let mut all = with_caps(&fewer);
+        all.extend(agent_args(c, &bin, &listen));
+        all.extend(["--duration".into(), "3".into()]);
+        let out = common::run_command(Command::new(setpriv).args(&all), Duration::from_secs(60));
+        common::assert_no_crash(out.status, &format!("serve without {missing}"));
+        let name = format!("CAP_{missing}");
+        let naming: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| common::has_token(l, &name))
+            .collect();
+        assert_eq!(
+            naming.len(),
+            1,
+            "serve without {missing}: want one line naming {name}:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .lines()
+                .all(|l| l.starts_with("ebpf-map-trace: ")),
+            "serve without {missing}: a line not of the tracer's:\n{}",
+            out.stderr
+        );
+    }
+    drop(target);
 }

@@ -69,7 +69,11 @@ pub fn resolve_pid(pid: Option<u32>, binary: Option<&Path>) -> Result<u32> {
     let binary = binary.context("give -p PID or --binary PATH")?;
     let pids = process::processes_of(binary)?;
     match pids.as_slice() {
-        [] => bail!("no running process of {}", binary.display()),
+        [] => bail!(
+            "no running process of {}{}",
+            binary.display(),
+            process::uninspectable_note()
+        ),
         [p] => Ok(*p),
         [p, ..] => {
             eprintln!(

@@ -43,6 +43,13 @@ pub fn follow(
         let mut running = HashMap::new();
         let mut seen = HashSet::new();
         let mut next_scan = Instant::now();
+        let note = crate::probe::process::uninspectable_note();
+        if !note.is_empty() {
+            eprintln!(
+                "ebpf-map-trace: warning: processes of {} may be missed{note}",
+                binary.display()
+            );
+        }
         loop {
             if Instant::now() >= next_scan {
                 next_scan = Instant::now() + RESCAN;
@@ -96,7 +103,11 @@ fn retire(
 pub fn require_running(binary: &std::path::Path) -> Result<()> {
     let pids = crate::probe::process::processes_of(binary)?;
     let Some(pid) = pids.first() else {
-        anyhow::bail!("no running process of {}", binary.display());
+        anyhow::bail!(
+            "no running process of {}{}",
+            binary.display(),
+            crate::probe::process::uninspectable_note()
+        );
     };
     let exe = crate::probe::process::exe_of(*pid)?;
     crate::gobin::GoBinary::open(&exe).with_context(|| exe.display().to_string())?;

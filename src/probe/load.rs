@@ -40,10 +40,13 @@ pub struct Load {
 
 /// Checks what the kernel and our privileges must give before anything is loaded.
 pub fn preflight() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root && !has_caps() {
-        bail!("missing privileges: tracing needs root, or CAP_BPF and CAP_PERFMON (e.g. sudo ebpf-map-trace ...)");
+    // Root counts only with its capabilities: in a container, root may have lost some.
+    let missing = missing_caps();
+    if !missing.is_empty() {
+        bail!(
+            "missing privileges: tracing needs root, or CAP_BPF and CAP_PERFMON (this process lacks {}; e.g. sudo ebpf-map-trace ...)",
+            missing.join(" and ")
+        );
     }
     if !Path::new("/sys/bus/event_source/devices/uprobe").exists() {
         bail!("this kernel has no uprobes (CONFIG_UPROBE_EVENTS): /sys/bus/event_source/devices/uprobe is missing");
@@ -54,13 +57,16 @@ pub fn preflight() -> Result<()> {
     Ok(())
 }
 
-/// CAP_PERFMON and CAP_BPF in our effective set.
-fn has_caps() -> bool {
-    const CAP_PERFMON: u64 = 1 << 38;
-    const CAP_BPF: u64 = 1 << 39;
-    Process::myself()
+/// CAP_BPF and CAP_PERFMON, those missing from our effective set.
+fn missing_caps() -> Vec<&'static str> {
+    let capeff = Process::myself()
         .and_then(|me| me.status())
-        .is_ok_and(|s| s.capeff & CAP_PERFMON != 0 && s.capeff & CAP_BPF != 0)
+        .map_or(0, |s| s.capeff);
+    [(39, "CAP_BPF"), (38, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(bit, _)| capeff & (1u64 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 /// Whether this kernel has uprobe_multi links (Linux 6.6 and later).

@@ -22,8 +22,51 @@ pub fn exe_of(pid: u32) -> Result<PathBuf> {
         r => r.with_context(|| format!("cannot read the executable of process {pid}"))?,
     };
     // /proc/PID/exe opens the file even when it lives in another mount namespace.
-    let _ = link;
-    Ok(proc_dir.join("exe"))
+    let exe = proc_dir.join("exe");
+    if let Err(e) = std::fs::File::open(&exe) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            bail!(
+                "missing privileges: the executable of process {pid} ({}) is not readable; \
+                 reading it needs root or CAP_DAC_READ_SEARCH",
+                link.display()
+            );
+        }
+    }
+    Ok(exe)
+}
+
+/// How many processes run an executable this tracer may not look at (another user's, without
+/// CAP_SYS_PTRACE): `--binary` cannot tell whether they run the traced program.
+pub fn uninspectable_processes() -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|s| s.parse::<u32>().is_ok())
+        })
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() != me))
+        .filter(|e| {
+            matches!(std::fs::metadata(e.path().join("exe")),
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied)
+        })
+        .count()
+}
+
+/// Why `--binary` may miss processes: "" when every process can be looked at, else a clause
+/// naming the privilege that is missing.
+pub fn uninspectable_note() -> String {
+    match uninspectable_processes() {
+        0 => String::new(),
+        n => format!(
+            "; {n} processes of other users cannot be inspected: that needs root or CAP_SYS_PTRACE"
+        ),
+    }
 }
 
 /// Whether the process exists and is not a zombie.
