@@ -138,7 +138,7 @@ fn prometheus_scrapes_the_hot_key_and_promtool_accepts_the_metrics() {
     let prom = Prometheus::start(&listen);
 
     // The agent's own view first: the program's hot key on top of its map.
-    common::poll(20, "hot:1 on top in /hotkeys", || {
+    common::poll(40, "hot:1 on top in /hotkeys", || {
         (top_key_of(&hotkeys(&listen)?, pid)? == "hot:1").then_some(())
     });
 
