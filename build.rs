@@ -1,18 +1,22 @@
-//! Compiles the BPF programs under `src/bpf/` with clang-19 and generates their libbpf-rs skeletons.
+//! Compiles the BPF programs with clang-19 and generates their libbpf-rs skeletons: the tracer's
+//! (`src/bpf/`) and the cost breakdown's (`bench/bpf_costs.bpf.c`, used by `cargo bench`).
 use std::env;
 use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["mapwrite"];
+/// (source, skeleton name).
+const PROGRAMS: &[(&str, &str)] = &[
+    ("src/bpf/mapwrite.bpf.c", "mapwrite"),
+    ("bench/bpf_costs.bpf.c", "bpf_costs"),
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| "clang-19".to_string());
-    for name in PROGRAMS {
-        let src = format!("src/bpf/{name}.bpf.c");
+    for (src, name) in PROGRAMS {
         SkeletonBuilder::new()
-            .source(&src)
+            .source(src)
             .clang(&clang)
             .clang_args([
                 "-Wall",
