@@ -61,7 +61,10 @@ fn prog_stats(prog: &libbpf_rs::ProgramMut<'_>) -> Result<(u64, u64)> {
         )
     };
     if ret != 0 {
-        bail!("bpf_prog_get_info_by_fd: {}", std::io::Error::last_os_error());
+        bail!(
+            "bpf_prog_get_info_by_fd: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok((info.run_time_ns, info.run_cnt))
 }
@@ -87,7 +90,10 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let (Some(bin), Some(rounds), Some(writes)) = (args.first(), args.get(1), args.get(2)) else {
         bail!("usage: bpf_costs WORKLOAD ROUNDS WRITES [VARIANT...]");
     };
@@ -110,10 +116,14 @@ fn main() -> Result<()> {
     // Held for the whole run: the kernel keeps its BPF stats on while any such fd is open,
     // whatever others do with the kernel.bpf_stats_enabled sysctl meanwhile.
     // SAFETY: a plain syscall wrapper; the fd it returns is owned below.
-    let stats_fd =
-        unsafe { libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME) };
+    let stats_fd = unsafe {
+        libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME)
+    };
     if stats_fd < 0 {
-        bail!("cannot enable BPF stats: {}", std::io::Error::last_os_error());
+        bail!(
+            "cannot enable BPF stats: {}",
+            std::io::Error::last_os_error()
+        );
     }
     // SAFETY: the fd was just returned to us and nothing else owns it.
     let _stats = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(stats_fd) };

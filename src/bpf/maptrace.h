@@ -42,6 +42,14 @@ enum probe_role : __u8 {
 	ROLE_ASSIGN_FASTSTR = 4,
 };
 
+/* What a map operation did to its key: the op of a record and of an aggregation slot's key, so that
+ * deletes and clears count apart from writes. */
+enum map_op : __u8 {
+	OP_WRITE = 0,  /* runtime.mapassign*: a key set */
+	OP_DELETE = 1, /* runtime.mapdelete*: a key deleted */
+	OP_CLEAR = 2,  /* clear(m) / (*Map).Clear: every key deleted */
+};
+
 /* How a generic runtime.mapassign key is captured (struct key_plan.kind). */
 enum plan_kind : __u8 {
 	PLAN_RAW = 0,      /* copy key_size bytes at the key pointer */
@@ -106,7 +114,9 @@ struct write_event {
 	 * noverflow@10, buckets@16, oldbuckets@24 (so word 1 is flags | B << 8 | noverflow << 16 |
 	 * hash0 << 32). Swiss maps.Map: used@0, seed@8, dirPtr@16, dirLen@24. */
 	__u64 header[4];
-	__u32 stack_len;  /* frames in `stack` (0: the record ends before it) */
+	__u16 stack_len;  /* frames in `stack` (0: the record ends before it) */
+	enum map_op op;
+	__u8 _pad;
 	__u32 tid;
 	__u32 key_len;    /* full key length in bytes (string length, or key size) */
 	__u16 captured;   /* key bytes present in `key` */

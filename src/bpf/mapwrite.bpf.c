@@ -206,8 +206,8 @@ static __always_inline __u64 map_identity(struct pt_regs *ctx, __u64 ptr, __u64 
  * `with_stack`. Both are constants at each call, so each shape is verified on its own. The short
  * record's key area is 2 * cap: the verifier bounds a copy's offset and length separately, so
  * it needs room for the largest of each. */
-static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, const __u32 cap,
-					   const int with_stack)
+static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, enum map_op op,
+					   const __u32 cap, const int with_stack)
 {
 	const __u32 size = with_stack ? sizeof(struct write_event)
 				      : __builtin_offsetof(struct write_event, key) + 2 * cap;
@@ -233,6 +233,7 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 	e->pid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
 	e->role = role;
+	e->op = op;
 	e->flags = 0;
 	e->site = 0;
 	e->goid = 0;
@@ -283,7 +284,8 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 	return 0;
 }
 
-static __always_inline int handle_write(struct pt_regs *ctx)
+/* One operation `op` on a key (the probe's role says where the key is). */
+static __always_inline int handle_op(struct pt_regs *ctx, enum map_op op)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
@@ -291,24 +293,24 @@ static __always_inline int handle_write(struct pt_regs *ctx)
 		return 0;
 	count(CNT_HITS);
 	if (capture_stack)
-		return handle_write_as(ctx, pid_tgid, KEY_MAX, 1);
+		return handle_write_as(ctx, pid_tgid, op, KEY_MAX, 1);
 	if (key_bytes <= KEY_SMALL)
-		return handle_write_as(ctx, pid_tgid, KEY_SMALL, 0);
-	return handle_write_as(ctx, pid_tgid, KEY_MAX, 0);
+		return handle_write_as(ctx, pid_tgid, op, KEY_SMALL, 0);
+	return handle_write_as(ctx, pid_tgid, op, KEY_MAX, 0);
 }
 
 /* One uprobe_multi link for all assign functions (kernel >= 6.6)... */
 SEC("uprobe.multi.s")
 int on_mapassign_multi(struct pt_regs *ctx)
 {
-	return handle_write(ctx);
+	return handle_op(ctx, OP_WRITE);
 }
 
 /* ...or one classic uprobe link per function where uprobe_multi is missing. */
 SEC("uprobe.s")
 int on_mapassign(struct pt_regs *ctx)
 {
-	return handle_write(ctx);
+	return handle_op(ctx, OP_WRITE);
 }
 
 /* The goroutine running now (R14 = g), or the thread id when the offset is unknown. */

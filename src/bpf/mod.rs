@@ -18,7 +18,7 @@ mod skel {
 pub use skel::types::{
     counter as Counter, event_flag as EventFlag, go_kind as GoKind, grow_event as RawGrowEvent,
     grow_role as GrowRole, grow_start as RawGrowStart, key_plan as KeyPlan, limits as Limits,
-    plan_kind as PlanKind, probe_role as ProbeRole, record_type as RecordType,
+    map_op as MapOp, plan_kind as PlanKind, probe_role as ProbeRole, record_type as RecordType,
     stack_map as StackMap, write_event as RawWriteEvent,
 };
 pub use skel::{MapwriteSkel, MapwriteSkelBuilder, OpenMapwriteSkel};

@@ -2,7 +2,7 @@
 //! (`maptrace.h`), and [`Record::parse`] dispatches on it — a write (copied out of the kernel's
 //! record, which is cut short to what it carries), the entry into a growth function, or a growth.
 use crate::bpf::{
-    EventFlag, GrowRole, ProbeRole, RawGrowEvent, RawGrowStart, RawWriteEvent, RecordType,
+    EventFlag, GrowRole, MapOp, ProbeRole, RawGrowEvent, RawGrowStart, RawWriteEvent, RecordType,
     EVENT_HEADER, STACK_MAX,
 };
 
@@ -27,6 +27,8 @@ pub struct WriteEvent {
     pub key_len: u32,
     /// Which assign function wrote (fixes the key's encoding).
     pub role: ProbeRole,
+    /// What the operation did to the key (a write, a delete, a clear).
+    pub op: MapOp,
     pub flags: EventFlag,
     pub key: Vec<u8>,
 }
@@ -63,6 +65,7 @@ impl WriteEvent {
             tid: raw.tid,
             key_len: raw.key_len,
             role: raw.role,
+            op: raw.op,
             flags: raw.flags,
             key: raw.key[..captured].to_vec(),
         })
