@@ -44,6 +44,7 @@ enum Command {
 
 /// Parses arguments, runs the command, and turns any failure into one line on stderr.
 pub fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,
@@ -100,4 +101,13 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// A closed stdout (`inspect … | head`, `trace … | head`) ends the process quietly, as it does for
+/// other command-line tools: Rust ignores SIGPIPE, which turns the next print into a panic.
+/// Probes are fd-owned links, so an end by SIGPIPE leaves none behind.
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL has no preconditions; it runs before any
+    // other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
