@@ -139,6 +139,15 @@ enum grow_role {
 	GROW_REHASH = 4,        /* swiss (*table).rehash(typ, m): RAX = table, RBX = type, RCX = map */
 };
 
+/* The low cookie bits of a growth entry probe: its role, and whether its RET instructions are
+ * left unprobed (budget mode, for growths of small maps: a probed RET is single-stepped, which
+ * costs the target 10-60 us a hit where an emulated entry costs ~1.5 us). Such a growth is
+ * recorded at its entry, with end_ns = start_ns (duration unknown). */
+enum grow_cookie {
+	GROW_ROLE_MASK = 0x7f,
+	GROW_AT_ENTRY = 0x80,
+};
+
 /* One map growth, from the entry of a growth function to one of its RET instructions. Sent
  * through the same ring as write events, after them in the order they happened. */
 struct grow_event {
@@ -170,13 +179,17 @@ struct grow_start {
 	__u32 tid;
 };
 
-/* Indexes of the counters array. */
+/* Indexes of the counters array. Hits count whether the window is open or not: every hit
+ * costs the target its trap (budget mode charges them all). */
 enum counter {
-	CNT_HITS = 0,        /* probe hits that passed the pid filter */
+	CNT_HITS = 0,        /* write (and delete, clear) probe hits that passed the pid filter */
 	CNT_LOST = 1,        /* events the ring buffer had no room for */
 	CNT_READ_FAILED = 2, /* events with a failed user-memory read */
 	CNT_GROW_UNMATCHED = 3, /* RET probes of a growth function with no recorded entry */
-	CNT_MAX = 4,
+	CNT_GROW_HITS = 4,   /* growth entry probe hits that passed the pid filter */
+	CNT_GROW_RET_HITS = 5, /* growth RET probe hits that passed the pid filter */
+	CNT_PROG_NS = 6,     /* with time_programs: ns spent in the write program's body */
+	CNT_MAX = 7,
 };
 
 /* The enums no record or plan carries, named once so that the skeleton generates them too. */
@@ -186,6 +199,7 @@ struct contract {
 	enum go_kind go_kind;
 	enum go_layout go_layout;
 	enum counter counter;
+	enum grow_cookie grow_cookie;
 };
 
 #endif

@@ -19,6 +19,15 @@ const volatile __u32 capture_stack = 0;
  * write that exact counting does without. */
 const volatile __u32 write_time = 0;
 const volatile __u32 write_goid = 0;
+/* Budget mode: measure the write program's own run time in place (CNT_PROG_NS), which userspace
+ * sets against the calibration's to estimate what a probed write costs this target. */
+const volatile __u32 time_programs = 0;
+
+/* Whether writes and growths are recorded now. Userspace opens the window once the probes are
+ * attached and closes it before detaching, so that a budget window's counts match the target's
+ * CPU time read at its edges exactly; hits outside it only count (CNT_HITS, CNT_GROW_HITS).
+ * Exact mode keeps it open. Written by userspace through the mapped .bss. */
+__u32 window_open = 0;
 
 /* Userspace reads the records (struct write_event, grow_start, grow_event) from here. Its size
  * is set at load time (probe::load). */
@@ -57,11 +66,16 @@ struct grow_start _grow_start = {};
 struct key_plan _plan = {};
 struct contract _contract = {};
 
-static __always_inline void count(__u32 idx)
+static __always_inline void add(__u32 idx, __u64 v)
 {
 	__u64 *n = bpf_map_lookup_elem(&counters, &idx);
 	if (n)
-		*n += 1;
+		*n += v;
+}
+
+static __always_inline void count(__u32 idx)
+{
+	add(idx, 1);
 }
 
 /* Reads user memory: first without faulting (the cheap path: the page is almost always
@@ -288,15 +302,24 @@ static __always_inline int handle_write_as(struct pt_regs *ctx, __u64 pid_tgid, 
 static __always_inline int handle_op(struct pt_regs *ctx, enum map_op op)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 start = 0;
 
 	if ((pid_tgid >> 32) != target_tgid)
 		return 0;
 	count(CNT_HITS);
+	if (!window_open)
+		return 0;
+	if (time_programs)
+		start = bpf_ktime_get_ns();
 	if (capture_stack)
-		return handle_write_as(ctx, pid_tgid, op, KEY_MAX, 1);
-	if (key_bytes <= KEY_SMALL)
-		return handle_write_as(ctx, pid_tgid, op, KEY_SMALL, 0);
-	return handle_write_as(ctx, pid_tgid, op, KEY_MAX, 0);
+		handle_write_as(ctx, pid_tgid, op, KEY_MAX, 1);
+	else if (key_bytes <= KEY_SMALL)
+		handle_write_as(ctx, pid_tgid, op, KEY_SMALL, 0);
+	else
+		handle_write_as(ctx, pid_tgid, op, KEY_MAX, 0);
+	if (time_programs)
+		add(CNT_PROG_NS, bpf_ktime_get_ns() - start);
+	return 0;
 }
 
 /* One uprobe_multi link for all assign functions (kernel >= 6.6)... */
@@ -338,10 +361,13 @@ static __always_inline int handle_grow_entry(struct pt_regs *ctx)
 
 	if ((pid_tgid >> 32) != target_tgid)
 		return 0;
+	count(CNT_GROW_HITS);
+	if (!window_open)
+		return 0;
 	cookie = bpf_get_attach_cookie(ctx);
 	bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
 	g.type = REC_GROW;
-	g.role = cookie & ((1 << COOKIE_ROLE_BITS) - 1);
+	g.role = cookie & GROW_ROLE_MASK;
 	g.start_ns = bpf_ktime_get_ns();
 	g.pid = pid_tgid >> 32;
 	g.tid = (__u32)pid_tgid;
@@ -372,11 +398,18 @@ static __always_inline int handle_grow_entry(struct pt_regs *ctx)
 	}
 	goid = current_goid(ctx);
 	g.goid = goid;
-	bpf_map_update_elem(&grows_inflight, &goid, &g, BPF_ANY);
+	if (!(cookie & GROW_AT_ENTRY))
+		bpf_map_update_elem(&grows_inflight, &goid, &g, BPF_ANY);
 	{
 		struct grow_start start = {
 			.type = REC_GROW_START, .start_ns = g.start_ns, .pid = g.pid, .tid = g.tid};
 		if (bpf_ringbuf_output(&events, &start, sizeof(start), 0) != 0)
+			count(CNT_LOST);
+	}
+	if (cookie & GROW_AT_ENTRY) {
+		g.end_ns = g.start_ns;
+		g.map_ptr = map_identity(ctx, g.map_ptr, goid);
+		if (bpf_ringbuf_output(&events, &g, sizeof(g), 0) != 0)
 			count(CNT_LOST);
 	}
 	return 0;
@@ -390,10 +423,17 @@ static __always_inline int handle_grow_ret(struct pt_regs *ctx)
 
 	if ((pid_tgid >> 32) != target_tgid)
 		return 0;
+	count(CNT_GROW_RET_HITS);
 	goid = current_goid(ctx);
 	g = bpf_map_lookup_elem(&grows_inflight, &goid);
 	if (!g) {
-		count(CNT_GROW_UNMATCHED);
+		if (window_open)
+			count(CNT_GROW_UNMATCHED);
+		return 0;
+	}
+	if (!window_open) {
+		/* Entered in a window that closed since: forget it. */
+		bpf_map_delete_elem(&grows_inflight, &goid);
 		return 0;
 	}
 	g->end_ns = bpf_ktime_get_ns();

@@ -16,10 +16,11 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/mapwrite.skel.rs"));
 }
 pub use skel::types::{
-    counter as Counter, event_flag as EventFlag, go_kind as GoKind, grow_event as RawGrowEvent,
-    grow_role as GrowRole, grow_start as RawGrowStart, key_plan as KeyPlan, limits as Limits,
-    map_op as MapOp, plan_kind as PlanKind, probe_role as ProbeRole, record_type as RecordType,
-    stack_map as StackMap, write_event as RawWriteEvent,
+    counter as Counter, event_flag as EventFlag, go_kind as GoKind, grow_cookie as GrowCookie,
+    grow_event as RawGrowEvent, grow_role as GrowRole, grow_start as RawGrowStart,
+    key_plan as KeyPlan, limits as Limits, map_op as MapOp, plan_kind as PlanKind,
+    probe_role as ProbeRole, record_type as RecordType, stack_map as StackMap,
+    write_event as RawWriteEvent,
 };
 pub use skel::{MapwriteSkel, MapwriteSkelBuilder, OpenMapwriteSkel};
 

@@ -22,6 +22,8 @@ pub struct Capture {
     pub stack: bool,
     pub timestamps: bool,
     pub goroutine_ids: bool,
+    /// Budget mode (see `probe::load::Load::sampled`).
+    pub sampled: bool,
 }
 
 pub struct Tracee {
@@ -67,6 +69,7 @@ impl Tracee {
             goid_offset: self.bin.goid_offset().map_or(0, |g| g.offset as u32),
             grows: true,
             ring_bytes: DEFAULT_RING_BYTES,
+            sampled: capture.sampled,
         };
         Session::start(storage, &self.bin, &self.exe, &load, &self.plans)
     }

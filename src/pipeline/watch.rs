@@ -94,8 +94,10 @@ pub fn run_live(
         // them. Exact counting does without.
         timestamps: opts.mode == Mode::Budget || opts.goroutine_ids,
         goroutine_ids: opts.goroutine_ids,
+        sampled: opts.mode == Mode::Budget,
     };
     let mut session = tracee.session(&mut storage, capture)?;
+    session.set_window(true);
     let watched = Watched {
         counts: LiveCounts::default(),
         window: WindowWrites::default(),
@@ -175,6 +177,7 @@ fn follow_duty_cycle(
             Step::Stay => break,
             Step::Detach => {
                 let before = kernel_now_ns();
+                session.set_window(false);
                 session.detach();
                 let bounds = (before, kernel_now_ns());
                 // The window's last records, before its writes are counted.
@@ -186,6 +189,7 @@ fn follow_duty_cycle(
             Step::Attach => {
                 let before = kernel_now_ns();
                 session.attach()?;
+                session.set_window(true);
                 let bounds = (before, kernel_now_ns());
                 // Writes consumed during the gap belong to no window's timing.
                 intake.borrow_mut().sink.window.take();

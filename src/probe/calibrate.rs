@@ -1,17 +1,19 @@
 //! Measures what one probed map write really costs on this host: the write probe is attached to
 //! two tiny functions of this process — one starting with `push rbp` (emulated by the kernel, as
 //! after Go ≥1.21 prologues) and one with `sub rsp` (single-stepped, as in Go 1.19/1.20) — and a
-//! loop of calls is timed with and without it. Budget mode plans its duty cycle on this number.
+//! loop of calls is timed, in this thread's CPU time (other load on the machine does not count),
+//! with and without it. The write program's own run time is measured too (as budget mode does
+//! in the target), so that a target whose program runs slower (colder caches, longer keys) can
+//! be charged in proportion. Budget mode plans its duty cycle and its estimates on these numbers.
 use std::mem::MaybeUninit;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use parking_lot::Mutex;
 use procfs::process::{MMapPath, Process};
 
 use super::load::{load, uprobe_multi_supported, Load, DEFAULT_RING_BYTES};
-use super::session::attach_points;
-use crate::bpf::{cookie, ProbeRole};
+use super::session::{attach_points, read_counter};
+use crate::bpf::{cookie, Counter, ProbeRole};
 use crate::gobin::{GoBinary, Role};
 
 // The probed functions, and callers that load RBX (map header), RCX (key) and R14 (g) with a
@@ -64,6 +66,8 @@ extern "C" {
 pub struct Calibration {
     pub emulated_s: f64,
     pub single_stepped_s: f64,
+    /// Seconds the write program's body ran per call (part of both costs above).
+    pub program_s: f64,
 }
 
 impl Calibration {
@@ -79,15 +83,27 @@ impl Calibration {
 
 const CALLS: u32 = 20_000;
 
+/// CPU seconds one call of `f` takes (this thread's CPU time: not slowed by other load).
 fn time_calls(f: unsafe extern "C" fn(*mut u64)) -> f64 {
     let mut mem = [0u64; 8];
-    let t = Instant::now();
+    let t = thread_cpu_s();
     for _ in 0..CALLS {
         // SAFETY: the callers save and restore the registers they load, and only pass `mem`
         // (live for the whole loop) to a function that adjusts the stack and returns.
         unsafe { std::hint::black_box(f)(mem.as_mut_ptr()) };
     }
-    t.elapsed().as_secs_f64() / f64::from(CALLS)
+    (thread_cpu_s() - t) / f64::from(CALLS)
+}
+
+/// This thread's CPU time, in seconds.
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on this stack frame.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// The file and file offset of a code address of this process, from its memory maps.
@@ -114,11 +130,15 @@ pub fn calibrate() -> Result<Calibration> {
         goid_offset: 16, // within the buffer R14 points at
         grows: false,
         ring_bytes: DEFAULT_RING_BYTES,
+        sampled: true,
     };
     // The same kind of link the session uses: a uprobe_multi link needs only CAP_BPF +
     // CAP_PERFMON, where a perf-event uprobe of an unprivileged user is refused (EACCES).
     let multi = uprobe_multi_supported();
-    let skel = load(&mut storage, &cfg, multi).context("calibration")?;
+    let mut skel = load(&mut storage, &cfg, multi).context("calibration")?;
+    if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
+        bss.window_open = 1;
+    }
     let mut cost = [0.0; 2];
     let targets: [(unsafe extern "C" fn(), unsafe extern "C" fn(*mut u64)); 2] = [
         (ebpf_map_trace_calib_push, ebpf_map_trace_call_push),
@@ -144,9 +164,11 @@ pub fn calibrate() -> Result<Calibration> {
         drop(link);
         cost[i] = (probed - plain).max(0.0);
     }
+    let program_ns = read_counter(&skel, Counter::CNT_PROG_NS) as f64;
     Ok(Calibration {
         emulated_s: cost[0],
         single_stepped_s: cost[1],
+        program_s: program_ns / 1e9 / f64::from(2 * CALLS),
     })
 }
 

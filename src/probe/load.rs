@@ -36,6 +36,10 @@ pub struct Load {
     pub grows: bool,
     /// Size of the ring buffer in bytes (a power of two, at least a page).
     pub ring_bytes: u32,
+    /// Budget mode: writes count only while a window is open (it starts closed), the write
+    /// program times itself, and growths of small maps are recorded at their entry (no
+    /// single-stepped RET probes).
+    pub sampled: bool,
 }
 
 /// Checks what the kernel and our privileges must give before anything is loaded.
@@ -95,6 +99,7 @@ pub fn load<'obj>(
     rodata.write_time = u32::from(cfg.timestamps);
     rodata.write_goid = u32::from(cfg.goroutine_ids);
     rodata.goid_offset = cfg.goid_offset;
+    rodata.time_programs = u32::from(cfg.sampled);
     open.maps
         .events
         .set_max_entries(cfg.ring_bytes)

@@ -4,7 +4,7 @@
 //! role, see `bpf::cookie`).
 use anyhow::{anyhow, bail, Result};
 
-use crate::bpf::{cookie, GrowRole, ProbeRole};
+use crate::bpf::{cookie, GrowCookie, GrowRole, ProbeRole};
 use crate::gobin::{Arch, GoBinary, ProbeSite, Role};
 
 /// Where each program goes: (file offset, cookie) pairs.
@@ -16,7 +16,9 @@ pub struct Points {
 }
 
 impl Points {
-    pub fn of(bin: &GoBinary) -> Result<Points> {
+    /// `small_at_entry`: growths of small Swiss maps (`growToSmall`, `growToTable`) are recorded at
+    /// their entry, their RETs unprobed (see `GROW_AT_ENTRY` in `maptrace.h`).
+    pub fn of(bin: &GoBinary, small_at_entry: bool) -> Result<Points> {
         let sites = assign_sites(bin)?;
         let writes = sites
             .iter()
@@ -30,16 +32,23 @@ impl Points {
             let Some(role) = grow_role(site.role) else {
                 continue;
             };
+            let at_entry =
+                small_at_entry && matches!(role, GrowRole::GROW_TO_SMALL | GrowRole::GROW_TO_TABLE);
             let role = u64::from(role.0);
             // A growth function without a probe point leaves growth untraced, not the writes.
             if let Ok(p) = &site.probe {
+                if at_entry {
+                    let flagged = role | u64::from(GrowCookie::GROW_AT_ENTRY.0);
+                    grow_entries.push((p.file_offset, cookie(site.addr + p.offset, flagged)));
+                    continue;
+                }
                 grow_entries.push((p.file_offset, cookie(site.addr + p.offset, role)));
                 for r in &site.ret_offsets {
                     grow_rets.push((site.file_offset + r, cookie(site.addr + r, role)));
                 }
             }
         }
-        if grow_entries.is_empty() || grow_rets.is_empty() {
+        if grow_entries.is_empty() || (grow_rets.is_empty() && !small_at_entry) {
             grow_entries.clear();
             grow_rets.clear();
         }

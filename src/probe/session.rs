@@ -13,6 +13,20 @@ use super::points::Points;
 use crate::bpf::{Counter, KeyPlan, MapwriteSkel};
 use crate::gobin::GoBinary;
 
+/// The programs' counters, summed over CPUs, since the session started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Write probe hits (window open or not).
+    pub hits: u64,
+    pub lost: u64,
+    pub read_failed: u64,
+    /// Growth entry and RET probe hits (window open or not).
+    pub grow_hits: u64,
+    pub grow_ret_hits: u64,
+    /// Nanoseconds the write program's body ran (budget mode only).
+    pub prog_ns: u64,
+}
+
 pub struct Session<'obj> {
     pub skel: MapwriteSkel<'obj>,
     links: Vec<Link>,
@@ -40,7 +54,7 @@ impl<'obj> Session<'obj> {
         plans: &[(u64, KeyPlan)],
     ) -> Result<Session<'obj>> {
         preflight()?;
-        let points = Points::of(bin)?;
+        let points = Points::of(bin, cfg.sampled)?;
         let multi = uprobe_multi_supported();
         let cfg = Load {
             grows: points.has_grows(),
@@ -61,8 +75,21 @@ impl<'obj> Session<'obj> {
             exe: exe.to_path_buf(),
             multi,
         };
+        // Exact mode counts from the first hit; budget mode opens each window itself.
+        session.set_window(!cfg.sampled);
         session.attach()?;
         Ok(session)
+    }
+
+    /// Opens or closes the window: while it is closed the probes only count their hits.
+    pub fn set_window(&mut self, open: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: `window_open` is a u32 in the BPF object's .bss, mapped into this process
+            // for the skeleton's lifetime; a volatile store keeps it where the caller put it
+            // relative to the clock reads around it.
+            unsafe { std::ptr::write_volatile(&mut bss.window_open, u32::from(open)) };
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Attaches every probe (no-op when attached). Budget mode calls this at each window start.
@@ -89,6 +116,8 @@ impl<'obj> Session<'obj> {
                 pid,
                 exe,
             )?);
+        }
+        if !self.points.grow_rets.is_empty() {
             links.extend(attach_points(
                 &progs.on_grow_ret_multi,
                 &progs.on_grow_ret,
@@ -108,25 +137,42 @@ impl<'obj> Session<'obj> {
 
     /// Writes the ring buffer had no room for (the kernel's per-CPU counter, summed).
     pub fn lost(&self) -> u64 {
-        let idx = Counter::CNT_LOST.0.to_le_bytes();
-        let per_cpu = self
-            .skel
-            .maps
-            .counters
-            .lookup_percpu(&idx, MapFlags::ANY)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        per_cpu
-            .iter()
-            .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default()))
-            .sum()
+        read_counter(&self.skel, Counter::CNT_LOST)
+    }
+
+    /// Kernel-side counters summed over CPUs.
+    pub fn counters(&self) -> Counters {
+        let read = |idx: Counter| read_counter(&self.skel, idx);
+        Counters {
+            hits: read(Counter::CNT_HITS),
+            lost: read(Counter::CNT_LOST),
+            read_failed: read(Counter::CNT_READ_FAILED),
+            grow_hits: read(Counter::CNT_GROW_HITS),
+            grow_ret_hits: read(Counter::CNT_GROW_RET_HITS),
+            prog_ns: read(Counter::CNT_PROG_NS),
+        }
     }
 
     /// Detaches every probe now (also done on drop).
     pub fn detach(&mut self) {
         self.links.clear();
     }
+}
+
+/// One of the programs' counters, summed over CPUs (0 if it cannot be read).
+pub fn read_counter(skel: &MapwriteSkel, idx: Counter) -> u64 {
+    skel.maps
+        .counters
+        .lookup_percpu(&idx.0.to_le_bytes(), MapFlags::ANY)
+        .ok()
+        .flatten()
+        .map(|per_cpu| {
+            per_cpu
+                .iter()
+                .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or_default()))
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Attaches one program at every (file offset, cookie) point: one uprobe_multi link where the
