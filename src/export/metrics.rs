@@ -79,23 +79,6 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (TARGETS, Kind::Gauge, "Processes being traced"),
 ];
 
-/// The sample names a scrape can carry (`gomap_writes_total`, `gomap_key_writes_per_second_bucket`…).
-pub fn sample_names() -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, kind, _) in FAMILIES {
-        match kind {
-            Kind::Counter => out.push(format!("gomap_{name}_total")),
-            Kind::Gauge => out.push(format!("gomap_{name}")),
-            Kind::Histogram => {
-                for suffix in ["bucket", "sum", "count"] {
-                    out.push(format!("gomap_{name}_{suffix}"));
-                }
-            }
-        }
-    }
-    out
-}
-
 pub const WRITES: &str = "writes";
 pub const MAP_RATE: &str = "map_writes_per_second";
 pub const HOT_KEY_RATE: &str = "hot_key_writes_per_second";
