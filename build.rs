@@ -32,5 +32,7 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/maptrace.h");
+    println!("cargo:rerun-if-changed=src/bpf/aggregate.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/syncmap.bpf.h");
     println!("cargo:rerun-if-env-changed=BPF_CLANG");
 }

@@ -77,7 +77,7 @@ struct {
 /* The alternative to a hash: per-CPU slots in one array (CPU * SLOTS + fingerprint % SLOTS), each
  * holding its key whole, so a hit is one inlined array access and a compare. */
 #define SLOTS 1024
-struct slot {
+struct cslot {
 	__u64 seq;
 	__u64 map_type, map_ptr, site;
 	__u32 len, captured;
@@ -90,7 +90,7 @@ struct {
 	__uint(max_entries, SLOTS * 2);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, struct slot);
+	__type(value, struct cslot);
 } slots SEC(".maps");
 
 struct rec {
@@ -422,7 +422,7 @@ static __always_inline int slot_count(struct pt_regs *ctx, int locked)
 {
 	__u64 w[KEY_SMALL / 8] = {}, fp, site, *n = base(ctx);
 	__u32 captured, idx;
-	struct slot *s;
+	struct cslot *s;
 	__u64 seq = 0;
 	if (!n)
 		return 0;

@@ -7,21 +7,22 @@ with the untraced run, plus hot-key recall and time-to-rank-first. Prints a tabl
     takes one write in four; we record when it first ranks first in `top --json`.
     Recall: top-10 keys of the last snapshot vs the program's exact top-10.
 (b) tight: N writes in a tight loop (long enough, ~6 s, for the duty cycle to amortize a
-    window); slowdown = traced time / untraced time - 1, best of TIGHT_RUNS (env, default 5)
-    interleaved runs of each, and the median over the interleaved pairs (this VM's run-to-run
-    spread for a 6 s loop is several %, more than the goal).
+    window); slowdown = traced time / untraced time - 1.
+Each load runs PAIRS (env, default 10) interleaved pairs, untraced and traced, the order
+alternating; the table gives the median and the range over the pairs (never a best-of: this VM's
+run-to-run spread is several %, more than the goal).
 Slowdowns are given twice: by the target's own CPU time (user + system, from wait4: CPU per unit
 of work, robust to other load on this 2-core machine) and by wall time / work done in the
 duration (what a user sees; noisy when other processes compete for the cores).
-Usage: bench/budget.py [DURATION] [GO_VERSION] [TIGHT_WRITES]
+Usage: bench/budget.py [DURATION=30] [GO_VERSION] [TIGHT_WRITES]   Env: PAIRS=10
 """
-import json, os, signal, subprocess, sys, threading, time
+import json, os, signal, statistics, subprocess, sys, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
 GO = sys.argv[2] if len(sys.argv) > 2 else "1.26.6"
 TIGHT_WRITES = sys.argv[3] if len(sys.argv) > 3 else "300000000"
-TIGHT_RUNS = int(os.environ.get("TIGHT_RUNS", "5"))
+PAIRS = int(os.environ.get("PAIRS", "10"))
 HOT_AFTER = DURATION / 3
 TRACER = os.path.join(ROOT, "target/release/ebpf-map-trace")
 OUT = os.path.join(ROOT, "target/bench")
@@ -80,39 +81,56 @@ def run_traced(binp, args, watch_hot=False):
                 first = ts - (t0 + HOT_AFTER); break
     return done_line(out), cpu, snaps, first
 
+def spread(xs):
+    xs = sorted(xs)
+    return f"{statistics.median(xs)*100:6.2f}% [{xs[0]*100:+.2f} .. {xs[-1]*100:+.2f}]"
+
+
 def main():
     binp = build()
     rate_args = ["-rate", "50000", "-duration", str(DURATION), "-hot-after", str(HOT_AFTER)]
-    base_a, cpu_base_a = run_plain(binp, rate_args)
-    traced_a, cpu_traced_a, snaps, first = run_traced(binp, rate_args, watch_hot=True)
     tight_args = ["-writes", TIGHT_WRITES]
-    # The tight loop's run-to-run spread here (several %) is larger than the goal: best of
-    # TIGHT_RUNS interleaved runs each.
-    plain_runs, traced_runs = [], []
-    for _ in range(TIGHT_RUNS):
-        plain_runs.append(run_plain(binp, tight_args))
-        traced_runs.append(run_traced(binp, tight_args))
-    base_b = min((d for d, _ in plain_runs), key=lambda d: d["elapsed_ns"])
-    cpu_base_b = min(c for _, c in plain_runs)
-    traced_b = min((r[0] for r in traced_runs), key=lambda d: d["elapsed_ns"])
-    cpu_traced_b = min(r[1] for r in traced_runs)
-    snaps_b = traced_runs[-1][2]
-    pair = sorted(t[1] / p[1] - 1 for p, t in zip(plain_runs, traced_runs))
-    slow_a = 1 - traced_a["hashes"] / base_a["hashes"]
-    cpu_slow_a = (cpu_traced_a / traced_a["hashes"]) / (cpu_base_a / base_a["hashes"]) - 1
-    slow_b = traced_b["elapsed_ns"] / base_b["elapsed_ns"] - 1
-    cpu_slow_b = cpu_traced_b / cpu_base_b - 1
-    last = snaps[-1][1] if snaps else {"maps": [], "coverage": 0}
-    m = [m for m in last["maps"] if m["type"] == "map[string]int"]
-    ours = [k["key"] for k in (m[0]["top_keys"][:10] if m else [])]
-    truth = [k["key"] for k in traced_a["keys"][:10]]
-    recall = len(set(ours) & set(truth)) / 10
-    cov_b = snaps_b[-1][1]["coverage"] if snaps_b else 0
-    print(f"Go {GO}, duration {DURATION:.0f} s, budget 1 %")
-    print(f"{'workload':<32} {'untraced':>14} {'traced':>14} {'slow(cpu)':>9} {'slow(wall)':>10} {'coverage':>9}")
-    print(f"{'(a) ~50k writes/s + work (hashes)':<32} {base_a['hashes']:>14} {traced_a['hashes']:>14} {cpu_slow_a*100:>8.2f}% {slow_a*100:>9.2f}% {last['coverage']*100:>8.2f}%")
-    print(f"{'(b) tight loop (ms)':<32} {base_b['elapsed_ns']/1e6:>14.1f} {traced_b['elapsed_ns']/1e6:>14.1f} {cpu_slow_b*100:>8.2f}% {slow_b*100:>9.2f}% {cov_b*100:>8.2f}%")
-    print(f"(b) per interleaved pair, CPU: median {pair[len(pair) // 2]*100:.2f}%, range {pair[0]*100:.2f}% .. {pair[-1]*100:.2f}% over {len(pair)} pairs")
-    print(f"top-10 recall after {DURATION:.0f} s: {recall:.1f}   hot key ranked first after: {('%.2f s' % first) if first is not None else 'never'}")
+    # PAIRS interleaved pairs of each load, the order alternating (noise hits both sides alike).
+    slow_a_cpu, slow_a_wall, slow_b_cpu, slow_b_wall, cov_a, cov_b, recall, firsts = ([] for _ in range(8))
+    for i in range(PAIRS):
+        for load, args in (("a", rate_args), ("b", tight_args)):
+            runs = [lambda: run_plain(binp, args), lambda: run_traced(binp, args, watch_hot=load == "a")]
+            if i % 2:
+                runs.reverse()
+            results = [r() for r in runs]
+            if i % 2:
+                results.reverse()
+            (base, cpu_base), traced = results[0], results[1]
+            done, cpu, snaps, first = traced
+            cov = snaps[-1][1]["coverage"] if snaps else float("nan")
+            if load == "a":
+                slow_a_cpu.append((cpu / done["hashes"]) / (cpu_base / base["hashes"]) - 1)
+                slow_a_wall.append(1 - done["hashes"] / base["hashes"])
+                cov_a.append(cov)
+                firsts.append(first)
+                last = snaps[-1][1] if snaps else {"maps": []}
+                m = [m for m in last["maps"] if m["type"] == "map[string]int"]
+                ours = [k["key"] for k in (m[0]["top_keys"][:10] if m else [])]
+                truth = [k["key"] for k in done["keys"][:10]]
+                recall.append(len(set(ours) & set(truth)) / 10)
+            else:
+                slow_b_cpu.append(cpu / cpu_base - 1)
+                slow_b_wall.append(done["elapsed_ns"] / base["elapsed_ns"] - 1)
+                cov_b.append(cov)
+            print(f"pair {i + 1:>2} ({load}): slowdown by CPU {(slow_a_cpu if load == 'a' else slow_b_cpu)[-1]*100:+.2f}%, "
+                  f"by wall {(slow_a_wall if load == 'a' else slow_b_wall)[-1]*100:+.2f}%, coverage {cov*100:.2f}%", flush=True)
+    load_avg = os.getloadavg()
+    print(f"\nGo {GO}, {PAIRS} interleaved pairs per load, budget 1 %, load average {load_avg[0]:.1f} / "
+          f"{load_avg[1]:.1f} / {load_avg[2]:.1f} at the end, {os.cpu_count()} CPUs")
+    print("slowdown: median [min .. max] over the pairs")
+    print(f"{'workload':<36} {'by CPU':>26} {'by wall':>26} {'coverage':>9}")
+    print(f"{'(a) ~50k writes/s + work, %.0f s' % DURATION:<36} {spread(slow_a_cpu):>26} {spread(slow_a_wall):>26} "
+          f"{statistics.median(cov_a)*100:>8.2f}%")
+    print(f"{'(b) tight loop, %s writes' % TIGHT_WRITES:<36} {spread(slow_b_cpu):>26} {spread(slow_b_wall):>26} "
+          f"{statistics.median(cov_b)*100:>8.2f}%")
+    hot = sorted(f for f in firsts if f is not None)
+    print(f"(a) top-10 recall at the end: median {statistics.median(recall):.1f}; hot key ranked first after "
+          f"{HOT_AFTER:.0f} s: median {('%.2f s' % statistics.median(hot)) if hot else 'never'} "
+          f"({len(hot)} of {len(firsts)} runs)")
 
 main()

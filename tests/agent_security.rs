@@ -14,9 +14,9 @@ mod tracer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::{GoProcess, Variant};
-use ebpf_map_trace::report::redact;
 use prometheus::Prometheus;
 use serde_json::Value;
 use tracer::Tracer;
@@ -241,13 +241,14 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() {
 }
 
 /// `serve ARGS` that must fail at start: its one stderr line.
+/// (Watchdog: a serve that starts instead is killed after 30 s and fails the test.)
 fn refused(args: &[&str]) -> String {
-    let out = Command::new(tracer::TRACER)
-        .arg("serve")
-        .args(args)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = common::run_command(
+        Command::new(tracer::TRACER).arg("serve").args(args),
+        Duration::from_secs(30),
+    );
+    let err = out.stderr;
+    common::assert_no_crash(out.status, &format!("serve {args:?}"));
     assert!(!out.status.success(), "serve {args:?} must fail: {err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.starts_with("ebpf-map-trace: error: "), "{err}");
@@ -346,7 +347,7 @@ fn non_loopback_listen_serves_no_key_value_unless_expose_keys() {
     serve.wait_attached();
     target.release();
     // The hot key is there, as its hash.
-    let hashed = redact("hot:1");
+    let hashed = common::key_hash("hot:1");
     common::poll(20, "the hot key's hash on top", || {
         (top_key(&local)? == hashed).then_some(())
     });

@@ -1,8 +1,10 @@
 //! A reader that goes away (`inspect … | head -1`) ends the tool quietly: no panic message, no
 //! "Broken pipe" error line, and the process ends by SIGPIPE as other command-line tools do.
-use std::io::Read;
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[test]
 fn inspect_into_a_closed_pipe_ends_quietly() {
@@ -24,14 +26,9 @@ fn inspect_into_a_closed_pipe_ends_quietly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ebpf-map-trace");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
-    let status = child.wait().expect("wait");
+    let stderr = common::read_all(child.stderr.take().expect("stderr"));
+    let status = common::wait_or_kill(&mut child, Duration::from_secs(60), "inspect");
+    let stderr = stderr.join().expect("stderr reader");
     assert_eq!(
         stderr, "",
         "a closed stdout must end the tool without a word"

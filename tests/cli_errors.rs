@@ -158,16 +158,12 @@ fn arm64_is_inspected_but_not_traced() {
         .unwrap();
     assert!(st.success(), "cross-building for arm64 failed");
     let p = out_path.to_str().unwrap();
-    let out = Command::new(TRACER)
-        .args(["inspect", p, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_command(
+        Command::new(TRACER).args(["inspect", p, "--json"]),
+        common::RUN_TIMEOUT,
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["arch"], "arm64");
     assert!(v["functions"].as_u64().unwrap() > 1000);
     assert!(v["problems"]

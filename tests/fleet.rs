@@ -6,8 +6,9 @@ mod common;
 mod tracer;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::tmux::{Ended, Session};
 use common::{GoProcess, Variant, WorkloadRun};
 use serde_json::Value;
 use tracer::Tracer;
@@ -163,11 +164,16 @@ fn trace_binary_json_streams_writes_of_every_process() {
 #[test]
 fn binary_without_a_running_process_is_one_clear_error() {
     for cmd in ["top", "trace"] {
-        let out = std::process::Command::new(tracer::TRACER)
-            .args([cmd, "--binary", "/nonexistent/app", "--json"])
-            .output()
-            .expect("run the tracer");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let out = common::run_command(
+            std::process::Command::new(tracer::TRACER).args([
+                cmd,
+                "--binary",
+                "/nonexistent/app",
+                "--json",
+            ]),
+            common::RUN_TIMEOUT,
+        );
+        let err = &out.stderr;
         assert!(!out.status.success(), "{cmd}: exit status {}", out.status);
         assert_eq!(
             err.trim(),
@@ -177,57 +183,24 @@ fn binary_without_a_running_process_is_one_clear_error() {
     }
 }
 
-/// Runs `f` on the screen of tmux session `session` every 200 ms until it returns true.
-fn wait_screen(session: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
-    let t0 = Instant::now();
-    loop {
-        let out = std::process::Command::new("tmux")
-            .args(["capture-pane", "-t", session, "-p"])
-            .output()
-            .expect("tmux capture-pane");
-        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-        if f(&screen) {
-            return screen;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "UI never showed {what}:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn top_binary_terminal_ui_lists_maps_of_both_processes() {
     require_root();
-    let tmux = |args: &[&str]| {
-        std::process::Command::new("tmux")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(tmux(&["-V"]), "tmux is needed (apt package tmux)");
     let bin = workload("ui");
     let args = ["-rate", "4000", "-duration", "10", "-keys", "50"];
     let first = GoProcess::spawn(&bin, &args);
     let second = GoProcess::spawn(&bin, &args);
-    let session = format!("emt-fleet-{}", std::process::id());
-    let cmd = format!(
-        "{} top --binary {} --mode exact --refresh 0.3",
-        tracer::TRACER,
-        bin.display()
+    // The guard: however this test ends, the session and the tracer in it end with it.
+    let ui = Session::start(
+        &format!("emt-fleet-{}", std::process::id()),
+        &format!(
+            "{} top --binary {} --mode exact --refresh 0.3",
+            tracer::TRACER,
+            bin.display()
+        ),
+        140,
+        40,
     );
-    assert!(tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "140",
-        "-y",
-        "40",
-        &cmd
-    ]));
     // A map row of a process: its pid and the map type as whole words on one line.
     let row_of = |screen: &str, pid: u32| -> Option<String> {
         screen
@@ -235,17 +208,14 @@ fn top_binary_terminal_ui_lists_maps_of_both_processes() {
             .find(|l| common::has_token(l, &pid.to_string()) && common::has_token(l, MAP))
             .map(String::from)
     };
-    wait_screen(&session, "a map row of each process", |s| {
+    ui.wait_screen("a map row of each process", Duration::from_secs(20), |s| {
         row_of(s, first.pid()).is_some() && row_of(s, second.pid()).is_some()
     });
-    assert!(tmux(&["send-keys", "-t", &session, "q"]));
-    let t0 = Instant::now();
-    while tmux(&["has-session", "-t", &session]) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "UI did not quit on q"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ui.send_keys("q");
+    assert_eq!(
+        ui.wait_ended("quit on q", Duration::from_secs(10)),
+        Ended::Code(0),
+        "the UI's exit on q"
+    );
     drop((first, second));
 }

@@ -1,11 +1,19 @@
 //! No probe left behind (issue 7): the tracer is killed with SIGKILL, SIGTERM and SIGINT at
 //! random moments (seeded; the seed is printed, `RELIAB_SEED=N` replays it) while it traces the
-//! `stress` program, in every tracing command. Afterwards no link of the tracer remains, no
+//! `stress` program, in every tracing command: `run -- CMD`, and `run`, `top --json`,
+//! `top --once`, `trace` and `serve` each with `-p` and (where the command has it) `--binary`.
+//! Afterwards no link of the tracer remains (libbpf's link list and `bpftool link show`), no
 //! uprobe_multi or perf link names the target binary, `uprobe_events` has no entry for it, and
-//! the target goes on and exits normally with the same output as untraced.
+//! the target goes on and exits normally with the same output as untraced (its own counts).
+//!
+//! A target of `-p`/`--binary` lives through three tracers in turn, one killed by each signal;
+//! `run -- CMD` starts a target per kill. Each command has a copy of the program of its own (so
+//! the checks by path see only its tracers), and two commands run at a time.
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,17 +26,38 @@ const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
 /// How a tracing command finds its target.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Target {
-    /// The arguments hold `{pid}`: the test starts the target and the tracer attaches to it.
-    Pid,
     /// The tracer starts the target: the binary and its arguments follow the arguments.
     Command,
+    /// The arguments hold `{pid}`: the test starts the target and the tracer attaches to it.
+    Pid,
+    /// The arguments hold `{bin}`: the tracer follows the processes of that executable.
+    Binary,
 }
 
-/// The commands under test. Adding one (e.g. `serve`) is one line here.
+/// The commands under test (`{listen}`: a free loopback address). Adding one is one line here.
 const COMMANDS: &[(Target, &[&str])] = &[
+    (Target::Command, &["run", "--"]),
     (Target::Pid, &["run", "-p", "{pid}"]),
     (Target::Pid, &["top", "--json", "-p", "{pid}"]),
-    (Target::Command, &["run", "--"]),
+    (Target::Binary, &["top", "--json", "--binary", "{bin}"]),
+    (
+        Target::Pid,
+        &["top", "--once", "--duration", "600", "-p", "{pid}"],
+    ),
+    (
+        Target::Binary,
+        &["top", "--once", "--duration", "600", "--binary", "{bin}"],
+    ),
+    (Target::Pid, &["trace", "--json", "-p", "{pid}"]),
+    (Target::Binary, &["trace", "--binary", "{bin}"]),
+    (
+        Target::Pid,
+        &["serve", "--listen", "{listen}", "-p", "{pid}"],
+    ),
+    (
+        Target::Binary,
+        &["serve", "--listen", "{listen}", "--binary", "{bin}"],
+    ),
 ];
 
 const SIGNALS: [(libc::c_int, &str); 3] = [
@@ -37,8 +66,12 @@ const SIGNALS: [(libc::c_int, &str); 3] = [
     (libc::SIGINT, "SIGINT"),
 ];
 
-/// Arguments of `stress` in these tests: long enough for a kill to land mid-trace.
-const STRESS_ARGS: [&str; 2] = ["-loops", "2"];
+/// Loops of `stress` for a `run -- CMD` target: long enough for a kill to land mid-trace.
+const COMMAND_LOOPS: usize = 2;
+/// Loops of `stress` for a `-p`/`--binary` target: it outlives the three tracers in turn.
+const ATTACHED_LOOPS: usize = 4;
+/// A kill lands this long after the tracer started, at most (so also during its start-up).
+const MAX_DELAY_MS: u64 = 1200;
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -77,22 +110,6 @@ fn seed() -> u64 {
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a process this test started.
     unsafe { libc::kill(pid as libc::pid_t, sig) };
-}
-
-/// Waits for `child` to exit within `timeout`; kills it and fails otherwise.
-fn wait_within(child: &mut Child, timeout: Duration, label: &str) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if t0.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{label}: tracer still running {timeout:?} after the signal");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The first child of `pid` (from /proc), waiting up to 10 s for it to appear.
@@ -135,11 +152,166 @@ fn reap(pid: u32, label: &str) -> i32 {
     }
 }
 
+/// What `stress -loops N` prints untraced: its counts lines N times, then `done` (it prints the
+/// same lines every loop; one untraced loop gives them).
+fn expected_output(one_loop: &[Value], loops: usize) -> Vec<Value> {
+    let (done, counts) = one_loop.split_last().expect("stress printed nothing");
+    assert_eq!(done["event"], "done", "stress's last line");
+    let mut out: Vec<Value> = (0..loops).flat_map(|_| counts.iter().cloned()).collect();
+    out.push(done.clone());
+    out
+}
+
 fn without_ready(lines: Vec<Value>) -> Vec<Value> {
     lines
         .into_iter()
         .filter(|l| l["event"] != "ready")
         .collect()
+}
+
+/// One tracer, killed: its exit and its stdout.
+struct Killed {
+    status: ExitStatus,
+    stdout: String,
+}
+
+/// Runs the tracer as `cmd`, sends `sig` after `delay`, and checks what must hold once it is
+/// gone: no panic, a clean exit on SIGTERM/SIGINT (unless it came before the handlers, with no
+/// probe yet), and nothing left probing `bin`. `started(tracer)` runs right after the spawn.
+fn kill_after(
+    mut cmd: Command,
+    sig: (libc::c_int, &str),
+    delay: Duration,
+    bin: &Path,
+    label: &str,
+    started: impl FnOnce(&Child),
+) -> Killed {
+    // Guarded: a failed check before the kill leaves no tracer running (a `--binary` one would
+    // follow the program's processes for good).
+    let mut tracer = common::ChildGuard(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = common::read_all(tracer.stdout.take().unwrap());
+    let err = common::read_all(tracer.stderr.take().unwrap());
+    started(&tracer);
+    // Links seen while the tracer runs (none if it is killed before attaching).
+    let t0 = Instant::now();
+    let mut links = Vec::new();
+    while t0.elapsed() < delay {
+        links.extend(links_of(tracer.id()));
+        thread::sleep(Duration::from_millis(5));
+    }
+    links.extend(links_of(tracer.id()));
+    links.sort_unstable();
+    links.dedup();
+    signal(tracer.id(), sig.0);
+    let status = common::wait_or_kill(&mut tracer, Duration::from_secs(30), label);
+    let stdout = out.join().unwrap();
+    let stderr = err.join().unwrap();
+    eprintln!("{label}: tracer {status:?}, {} links seen", links.len());
+    assert!(
+        !stderr.contains("panicked"),
+        "{label}: tracer panicked: {stderr}"
+    );
+    let by_signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    if sig.0 == libc::SIGKILL {
+        assert_eq!(by_signal, Some(libc::SIGKILL), "{label}: {status:?}");
+    } else if by_signal == Some(sig.0) {
+        // Handlers are installed first thing in each tracing command, before any probe: only a
+        // signal during process start-up kills it, when there was nothing to clean up.
+        assert!(
+            links.is_empty(),
+            "{label}: killed by the signal with probes"
+        );
+    } else {
+        assert!(status.success(), "{label}: tracer {status:?}: {stderr}");
+    }
+    assert_nothing_left(&links, bin, label);
+    Killed { status, stdout }
+}
+
+/// `run -- stress`, killed by each signal in turn: each time the command runs on (or was never
+/// started, when the kill came before the tracer released it) and prints its untraced output.
+fn kill_run_command(args: &[&str], bin: &Path, one_loop: &[Value], rng: &mut Rng) {
+    let expected = expected_output(one_loop, COMMAND_LOOPS);
+    for sig in SIGNALS {
+        let delay = Duration::from_millis(rng.next() % MAX_DELAY_MS);
+        let label = format!("`{}` {} after {delay:?}", args.join(" "), sig.1);
+        let mut cmd = Command::new(TRACER);
+        cmd.args(args)
+            .arg(bin)
+            .args(["-loops", &COMMAND_LOOPS.to_string()]);
+        let mut launched = None;
+        let killed = kill_after(cmd, sig, delay, bin, &label, |t| {
+            launched = child_of(t.id());
+        });
+        let child = launched.unwrap_or_else(|| panic!("{label}: the tracer started no command"));
+        // Alive and still ours? (the tracer reaps it when it exits cleanly).
+        let code = match killed.status.code() {
+            Some(code) if sig.0 != libc::SIGKILL => code,
+            _ => reap(child, &label),
+        };
+        if code == 126 && killed.stdout.is_empty() {
+            // Killed before it released the command: it never ran, untraced or not.
+            eprintln!("{label}: the command was never started");
+            continue;
+        }
+        assert_eq!(code, 0, "{label}: target exit code");
+        assert_eq!(
+            json_lines(&killed.stdout),
+            expected,
+            "{label}: target output differs"
+        );
+    }
+}
+
+/// One target, three tracers in turn attached to it with `args` (`{pid}`, `{bin}`, `{listen}`
+/// filled in), killed by each signal; then the target finishes with its untraced output.
+fn kill_attached(args: &[&str], bin: &Path, one_loop: &[Value], rng: &mut Rng) {
+    let mut p = GoProcess::start_waiting(bin, &["-loops", &ATTACHED_LOOPS.to_string()]);
+    let mut released = false;
+    for sig in SIGNALS {
+        let delay = Duration::from_millis(rng.next() % MAX_DELAY_MS);
+        let label = format!("`{}` {} after {delay:?}", args.join(" "), sig.1);
+        let listen = common_listen();
+        let mut cmd = Command::new(TRACER);
+        cmd.args(args.iter().map(|a| {
+            a.replace("{pid}", &p.pid().to_string())
+                .replace("{bin}", bin.to_str().unwrap())
+                .replace("{listen}", &listen)
+        }));
+        kill_after(cmd, sig, delay, bin, &label, |_| {
+            if !released {
+                p.release();
+                released = true;
+            }
+        });
+        assert!(
+            !p.has_exited(),
+            "{label}: the target ended before its third tracer: raise ATTACHED_LOOPS"
+        );
+    }
+    let label = format!("`{}`", args.join(" "));
+    assert_eq!(
+        without_ready(p.finish()),
+        expected_output(one_loop, ATTACHED_LOOPS),
+        "{label}: target output differs"
+    );
+}
+
+/// A loopback address free now (for `serve --listen`).
+fn common_listen() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").to_string()
+}
+
+/// The stress program copied for command `i` (see the module doc).
+fn stress_copy(built: &Path, i: usize) -> PathBuf {
+    common::private_copy(built, &format!("kill-tracer-{i}"))
 }
 
 #[test]
@@ -153,124 +325,68 @@ fn killing_the_tracer_at_random_moments_leaves_no_probe_and_an_unharmed_target()
     );
     let seed = seed();
     eprintln!("kill_tracer seed: {seed} (replay with RELIAB_SEED={seed})");
-    let mut rng = Rng(seed);
-    let bin = common::build("stress", &common::newest_toolchain(), Variant::Pie);
-    let untraced = common::run_output(&bin, &STRESS_ARGS, common::RUN_TIMEOUT);
+    let built = common::build("stress", &common::newest_toolchain(), Variant::Pie);
+    let untraced = common::run_output(&built, &["-loops", "1"], common::RUN_TIMEOUT);
     assert!(untraced.status.success(), "untraced stress failed");
-    let expected = json_lines(&untraced.stdout);
+    let one_loop = json_lines(&untraced.stdout);
 
-    for (target, args) in COMMANDS {
-        for (sig, sig_name) in SIGNALS {
-            let delay = Duration::from_millis(rng.next() % 1500);
-            let label = format!("`{}` {sig_name} after {delay:?}", args.join(" "));
-            let mut target_proc = None;
-            let mut cmd = Command::new(TRACER);
-            match target {
-                Target::Pid => {
-                    let p = GoProcess::start_waiting(&bin, &STRESS_ARGS);
-                    let pid = p.pid().to_string();
-                    cmd.args(args.iter().map(|a| a.replace("{pid}", &pid)));
-                    target_proc = Some(p);
-                }
-                Target::Command => {
-                    cmd.args(*args).arg(&bin).args(STRESS_ARGS);
-                }
-            }
-            let mut tracer = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let out = common::read_all(tracer.stdout.take().unwrap());
-            let err = common::read_all(tracer.stderr.take().unwrap());
-            let launched = match target {
-                Target::Pid => None,
-                Target::Command => child_of(tracer.id()),
-            };
-            if let Some(p) = &target_proc {
-                p.release();
-            }
-            // Links seen while the tracer runs (none if it is killed before attaching).
-            let t0 = Instant::now();
-            let mut links = Vec::new();
-            while t0.elapsed() < delay {
-                links.extend(links_of(tracer.id()));
-                thread::sleep(Duration::from_millis(5));
-            }
-            links.extend(links_of(tracer.id()));
-            links.sort_unstable();
-            links.dedup();
-            signal(tracer.id(), sig);
-            let st = wait_within(&mut tracer, Duration::from_secs(30), &label);
-            let tracer_out = out.join().unwrap();
-            let tracer_err = err.join().unwrap();
-            eprintln!("{label}: tracer {st:?}, {} links seen", links.len());
-            assert!(
-                !tracer_err.contains("panicked"),
-                "{label}: tracer panicked: {tracer_err}"
-            );
-            if sig != libc::SIGKILL {
-                // Handlers are installed first thing in each tracing command, before any probe:
-                // a clean exit, unless the signal came before them (process start-up), when
-                // there was nothing to clean up.
-                let early = std::os::unix::process::ExitStatusExt::signal(&st) == Some(sig);
-                if early {
-                    assert!(
-                        links.is_empty(),
-                        "{label}: killed by the signal with probes"
-                    );
-                } else {
-                    assert!(st.success(), "{label}: tracer {st:?}: {tracer_err}");
-                }
-            }
-            assert_nothing_left(&links, &bin, &label);
-
-            let got = match (target_proc, launched) {
-                (Some(p), _) => without_ready(p.finish()),
-                (None, Some(child)) => {
-                    // Alive and still ours? (the tracer reaps it when it exits cleanly).
-                    let code = if st.code().is_some() && sig != libc::SIGKILL {
-                        st.code().unwrap()
-                    } else {
-                        reap(child, &label)
+    let next = AtomicUsize::new(0);
+    thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((target, args)) = COMMANDS.get(i) else {
+                        break;
                     };
-                    if code == 126 && tracer_out.is_empty() {
-                        // Killed before it released the command: it never ran, untraced or not.
-                        eprintln!("{label}: the command was never started");
-                        continue;
+                    // Each command's own dice: the same seed replays it whatever ran alongside.
+                    let mut rng = Rng(seed ^ (i as u64).wrapping_mul(0x9e37_79b9));
+                    let bin = stress_copy(&built, i);
+                    match target {
+                        Target::Command => kill_run_command(args, &bin, &one_loop, &mut rng),
+                        Target::Pid | Target::Binary => {
+                            kill_attached(args, &bin, &one_loop, &mut rng)
+                        }
                     }
-                    assert_eq!(code, 0, "{label}: target exit code; tracer: {tracer_err}");
-                    json_lines(&tracer_out)
-                }
-                (None, None) => panic!("{label}: the tracer started no command"),
-            };
-            assert_eq!(got, expected, "{label}: target output differs");
+                })
+            })
+            .collect();
+        for w in workers {
+            if let Err(panic) = w.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn the_probe_checks_see_a_live_tracer() {
-    // The checks above must be able to fail: while a tracer runs, its links are found by id,
-    // by the target's path, and (after it is gone) nothing is.
+    // The checks above must be able to fail: while a tracer runs, its links are found by id
+    // (libbpf and bpftool), by the target's path, and (after it is gone) nothing is.
     require_root();
     let bin = common::build("stress", &common::newest_toolchain(), Variant::Plain);
-    let p = GoProcess::start_waiting(&bin, &STRESS_ARGS);
-    let mut tracer = Command::new(TRACER)
-        .args(["run", "-p", &p.pid().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let p = GoProcess::start_waiting(&bin, &["-loops", "1"]);
+    let mut tracer = common::ChildGuard(
+        Command::new(TRACER)
+            .args(["run", "-p", &p.pid().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let links = common::probes::wait_attached(tracer.id(), "live");
+    let listed = common::probes::bpftool_link_ids();
+    assert!(
+        links.iter().all(|l| listed.contains(l)),
+        "bpftool does not list the live tracer's links {links:?}"
+    );
     assert!(
         !common::probes::links_naming(&bin).is_empty(),
         "a live tracer's uprobe_multi link does not name {}",
         bin.display()
     );
     signal(tracer.id(), libc::SIGINT);
-    assert!(wait_within(&mut tracer, Duration::from_secs(30), "live").success());
+    assert!(common::wait_or_kill(&mut tracer, Duration::from_secs(30), "live").success());
     assert_nothing_left(&links, &bin, "live");
     p.release();
     assert!(p.finish().iter().any(|l| l["event"] == "done"));

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ebpf_map_trace::hotkeys::sketch::TopK;
 use ebpf_map_trace::hotkeys::{exact, live};
+use ebpf_map_trace::probe::load;
 
 /// Counts the heap bytes (as malloc sizes its chunks) of allocations made by a thread that
 /// asked for it ([`Measure`]); every other allocation passes through uncounted.
@@ -127,12 +128,17 @@ fn the_documented_peak_rss_is_what_the_formulas_give() {
             common::stated_peak_rss("run", size),
             "run, binary of {size} bytes"
         );
-        // The docs round the live bound up to a whole MiB.
-        let live = live::memory_bound_rss(64, size);
-        let stated = common::stated_peak_rss("top", size);
-        assert!(
-            live <= stated && stated - live < MIB,
-            "top/trace/serve, binary of {size} bytes: formula {live}, docs {stated}"
-        );
+        // The docs round the live bounds up to a whole MiB; each mode's largest ring.
+        for (row, ring) in [
+            ("top", load::MAX_BUDGET_RING_BYTES),
+            ("top --mode exact", load::MAX_RING_BYTES),
+        ] {
+            let live = live::memory_bound_rss(64, size, ring);
+            let stated = common::stated_peak_rss(row, size);
+            assert!(
+                live <= stated && stated - live < MIB,
+                "{row}, binary of {size} bytes: formula {live}, docs {stated}"
+            );
+        }
     }
 }

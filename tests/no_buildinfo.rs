@@ -235,18 +235,17 @@ fn cases() -> &'static [Case] {
 }
 
 fn inspect_json(bin: &Path) -> Value {
-    let out = Command::new(TRACER)
-        .args(["inspect", "--json"])
-        .arg(bin)
-        .output()
-        .unwrap();
+    let out = common::run_command(
+        Command::new(TRACER).args(["inspect", "--json"]).arg(bin),
+        common::RUN_TIMEOUT,
+    );
     assert!(
         out.status.success(),
         "inspect {}: {}",
         bin.display(),
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 /// `go version BIN` of the intact build: `go1.24.11` (with ` X:noswissmap` if set).
@@ -346,13 +345,11 @@ fn without_any_version_string_the_layout_pins_it_or_one_line_says_what_is_missin
         let label = case.label();
         let p = scrubbed(case);
         let minor = case.tc.minor();
-        let out = Command::new(TRACER)
-            .arg("inspect")
-            .arg("--json")
-            .arg(&p)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let out = common::run_command(
+            Command::new(TRACER).arg("inspect").arg("--json").arg(&p),
+            common::RUN_TIMEOUT,
+        );
+        let stderr = &out.stderr;
         if NOT_PINNED_BY_LAYOUT.contains(&minor) {
             assert_eq!(out.status.code(), Some(1), "{label}: {stderr}");
             assert_eq!(stderr.lines().count(), 1, "{label}: one line: {stderr}");
@@ -366,13 +363,11 @@ fn without_any_version_string_the_layout_pins_it_or_one_line_says_what_is_missin
                 assert!(stderr.contains(missing), "{label}: {missing:?} in {stderr}");
             }
             // `run` refuses it the same way, before starting anything.
-            let run = Command::new(TRACER)
-                .arg("run")
-                .arg("--")
-                .arg(&p)
-                .output()
-                .unwrap();
-            let run_err = String::from_utf8_lossy(&run.stderr);
+            let run = common::run_command(
+                Command::new(TRACER).arg("run").arg("--").arg(&p),
+                common::RUN_TIMEOUT,
+            );
+            let run_err = &run.stderr;
             assert_eq!(run.status.code(), Some(1), "{label} run: {run_err}");
             assert!(
                 run_err.contains("cannot tell which Go version"),
@@ -381,7 +376,7 @@ fn without_any_version_string_the_layout_pins_it_or_one_line_says_what_is_missin
             assert!(run.stdout.is_empty(), "{label}: the target ran: {run:?}");
         } else {
             assert!(out.status.success(), "{label}: {stderr}");
-            let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let r: Value = serde_json::from_str(&out.stdout).unwrap();
             assert_eq!(r["go_version"], format!("go1.{minor}"), "{label}");
             assert_eq!(
                 r["go_version_source"], "pclntab+moduledata layout (range)",

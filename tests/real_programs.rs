@@ -194,17 +194,19 @@ fn serve(server: &Server, traced: bool) -> RunResult {
         .dir
         .join(if traced { "home-traced" } else { "home-plain" });
     let _ = std::fs::remove_dir_all(&home);
-    let mut child = cmd
-        .args((server.args)(&server.dir, &addr))
-        .current_dir(&server.dir)
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Guarded: a failed request leaves no server (nor tracer) running.
+    let mut child = common::ChildGuard(
+        cmd.args((server.args)(&server.dir, &addr))
+            .current_dir(&server.dir)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stdin = child.stdin.take();
     let out = common::read_all(child.stdout.take().unwrap());
     let err = common::read_all(child.stderr.take().unwrap());
@@ -277,8 +279,7 @@ fn wait(child: &mut Child, name: &str) -> std::process::ExitStatus {
             return st;
         }
         if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("{name} did not stop");
+            panic!("{name} did not stop within 60 s (killed with its children)");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -431,17 +432,14 @@ fn check_server(server: Server, go_version: &str) {
 fn esbuild_without_build_info_serves_the_same_and_is_counted_exactly() {
     require_root();
     let server = esbuild();
-    let inspect = Command::new(TRACER)
-        .args(["inspect", "--json"])
-        .arg(&server.bin)
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
+    let inspect = common::run_command(
+        Command::new(TRACER)
+            .args(["inspect", "--json"])
+            .arg(&server.bin),
+        common::RUN_TIMEOUT,
     );
-    let i: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert!(inspect.status.success(), "{}", inspect.stderr);
+    let i: Value = serde_json::from_str(&inspect.stdout).unwrap();
     let bytes = std::fs::read(&server.bin).unwrap();
     let elf = object::File::parse(&*bytes).unwrap();
     assert!(

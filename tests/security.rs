@@ -8,7 +8,9 @@ mod common;
 mod tracer;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
+
+use common::Output;
 use std::time::Duration;
 
 use common::{has_token, key_hash, GoProcess, Variant, WorkloadRun};
@@ -36,11 +38,13 @@ fn open_dir(name: &str) -> PathBuf {
 const KEY_MARK: &str = "key:";
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", o.stdout, o.stderr)
+}
+
+/// Runs a tracer command to its end; the watchdog kills it (and what it started) and fails the
+/// test if it still runs after [`common::RUN_TIMEOUT`].
+fn output(cmd: &mut Command) -> Output {
+    common::run_command(cmd, common::RUN_TIMEOUT)
 }
 
 /// One live command's output: its arguments, stdout and stderr.
@@ -139,18 +143,18 @@ fn run_outputs(redact: bool, dir: &Path) -> (WorkloadRun, String, String) {
     if redact {
         args.push("--redact");
     }
-    let o = Command::new(TRACER)
-        .args(&args)
-        .arg("--")
-        .arg(&bin)
-        .args(["-writes", "20000", "-keys", "50"])
-        .output()
-        .unwrap();
+    let o = output(
+        Command::new(TRACER)
+            .args(&args)
+            .arg("--")
+            .arg(&bin)
+            .args(["-writes", "20000", "-keys", "50"]),
+    );
     assert!(o.status.success(), "run failed: {}", text(&o));
     // stdout is the workload's own (it prints its keys); the tracer's are stderr and the file.
     (
-        common::parse_workload(&common::json_lines(&String::from_utf8_lossy(&o.stdout))),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
+        common::parse_workload(&common::json_lines(&o.stdout)),
+        o.stderr,
         std::fs::read_to_string(&json).unwrap(),
     )
 }
@@ -265,18 +269,17 @@ fn nobody_with(caps: &str, args: &[&str]) -> (&'static Path, Vec<String>) {
     (capsh, all)
 }
 
-/// Runs the tracer with `args` as user nobody with only `caps`, to its end.
+/// Runs the tracer with `args` as user nobody with only `caps`, to its end (watchdog as
+/// [`output`]).
 fn as_nobody_with(caps: &str, args: &[&str]) -> Output {
     let (capsh, all) = nobody_with(caps, args);
-    Command::new(capsh)
-        .args(all)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    output(Command::new(capsh).args(all))
 }
 
+/// A refusal: not a crash (no signal, no panic), one line naming `expect`.
 fn one_error_line(o: &Output, expect: &str) {
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = &o.stderr;
+    common::assert_no_crash(o.status, expect);
     assert!(!o.status.success(), "succeeded, want {expect:?}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "want one line: {stderr}");
@@ -307,7 +310,7 @@ fn cap_bpf_and_cap_perfmon_are_enough_and_missing_ones_are_named() {
         ],
     );
     assert!(o.status.success(), "with CAP_BPF+CAP_PERFMON: {}", text(&o));
-    let done: Value = serde_json::from_slice(&o.stdout).expect("growth's done line");
+    let done: Value = serde_json::from_str(&o.stdout).expect("growth's done line");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let m = report["maps"]
         .as_array()
@@ -395,14 +398,14 @@ fn keys_are_bounded_by_key_bytes_everywhere() {
     let bin = common::build("lifecycle", &common::newest_toolchain(), Variant::Plain);
     for key_bytes in [256usize, 16] {
         let json = dir.join(format!("long-{key_bytes}.json"));
-        let o = Command::new(TRACER)
-            .args(["run", "--key-bytes", &key_bytes.to_string(), "--json"])
-            .arg(&json)
-            .arg("--")
-            .arg(&bin)
-            .args(["-mode", "long", "-n", "1000"])
-            .output()
-            .unwrap();
+        let o = output(
+            Command::new(TRACER)
+                .args(["run", "--key-bytes", &key_bytes.to_string(), "--json"])
+                .arg(&json)
+                .arg("--")
+                .arg(&bin)
+                .args(["-mode", "long", "-n", "1000"]),
+        );
         assert!(o.status.success(), "{}", text(&o));
         let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let m = report["maps"]
@@ -419,15 +422,12 @@ fn keys_are_bounded_by_key_bytes_everywhere() {
             assert_eq!(k["truncated"], true, "{key}");
             assert_eq!(k["writes"], 100);
         }
-        let table = String::from_utf8_lossy(&o.stderr);
+        let table = &o.stderr;
         let longest = table.lines().map(str::len).max().unwrap_or(0);
         assert!(longest < key_bytes + 200, "a table line of {longest} bytes");
     }
     for cmd in ["run", "top", "trace"] {
-        let o = Command::new(TRACER)
-            .args([cmd, "--key-bytes", "257", "-p", "1"])
-            .output()
-            .unwrap();
+        let o = output(Command::new(TRACER).args([cmd, "--key-bytes", "257", "-p", "1"]));
         one_error_line(&o, "invalid value '257' for '--key-bytes");
     }
 }

@@ -4,17 +4,17 @@
 mod common;
 #[path = "support/exact.rs"]
 mod exact;
+#[path = "support/tracer.rs"]
+mod tracer;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::probes::{assert_links_gone, wait_attached};
+use common::probes::{assert_links_gone, links_of};
+use common::GoProcess;
 use exact::{assert_counts_match, run_keys};
 use serde_json::Value;
-
-const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
+use tracer::Tracer;
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -58,30 +58,20 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     d
 }
 
-/// Starts `keys -wait`, returns the child and its stdout reader after the ready line. The caller
-/// waits for the child; a test that panics on the way leaves the reaping to the test harness.
-#[allow(clippy::zombie_processes)]
-fn start_waiting(
-    path: &Path,
-    n: &str,
-) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
-    let mut child = Command::new(path)
-        .args(["-wait", "-n", n])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut rd = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            rd.read_line(&mut line).unwrap() > 0,
-            "program ended before ready"
-        );
-        if line.contains("\"ready\"") {
-            return (child, rd);
-        }
-    }
+/// `run ARGS` attached to `target`: the tracer, once its probes are on the target, and the ids
+/// of its links (to check after it is gone). Both end with their guards if the test fails.
+fn attach(target: &GoProcess, args: &[&str], label: &str) -> (Tracer, Vec<u64>) {
+    let pid = target.pid().to_string();
+    let mut all = vec!["run", "-p", &pid];
+    all.extend(args);
+    let mut tracer = Tracer::spawn(&all);
+    tracer.wait_attached();
+    let links = links_of(tracer.child.id());
+    assert!(
+        !links.is_empty(),
+        "{label}: the attached tracer holds no link"
+    );
+    (tracer, links)
 }
 
 #[test]
@@ -90,38 +80,17 @@ fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behin
     let dir = tempdir("attach");
     for (tc, variant, path) in common::matrix("keys") {
         let label = format!("go{} {variant:?}", tc.version);
-        let (mut child, mut rd) = start_waiting(&path, "2000");
+        let target = GoProcess::start_waiting(&path, &["-n", "2000"]);
         let json = dir.join(format!("{}-{variant:?}.json", tc.version));
-        let mut tracer = Command::new(TRACER)
-            .args([
-                "run",
-                "--top",
-                "20",
-                "-p",
-                &child.id().to_string(),
-                "--json",
-            ])
-            .arg(&json)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let links = wait_attached(tracer.id(), &label);
-        // SAFETY: signalling our own child processes.
-        unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
-        let program: Vec<Value> = rest
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let args = ["--top", "20", "--json", json.to_str().unwrap()];
+        let (tracer, links) = attach(&target, &args, &label);
+        target.release();
+        // Exit 0 and its own counts: the target was not harmed.
+        let program = target.finish();
         // The program has finished writing; stop the tracer with Ctrl-C.
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
-        let st = tracer.wait().unwrap();
-        assert!(st.success(), "{label}: tracer exit {st:?}");
-        let status = child.wait().unwrap();
-        assert!(status.success(), "{label}: target harmed: {status:?}");
+        tracer.signal(libc::SIGINT);
+        let (st, _, err) = tracer.finish_within(Duration::from_secs(30));
+        assert!(st.success(), "{label}: tracer exit {st:?}: {err}");
         assert_links_gone(&links, &label);
         assert_counts_match(&label, &program, &read_json(&json), 20);
     }
@@ -131,87 +100,43 @@ fn attach_to_a_running_program_then_sigint_leaves_it_unharmed_and_no_probe_behin
 fn sigint_in_pid_mode_detaches_while_the_target_keeps_running() {
     require_root();
     let path = common::build("keys", &common::toolchain("1.26.6"), common::Variant::Plain);
-    let (mut child, mut rd) = start_waiting(&path, "100");
-    let mut tracer = Command::new(TRACER)
-        .args(["run", "-p", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let links = wait_attached(tracer.id(), "sigint");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
-    assert!(tracer.wait().unwrap().success());
+    let mut target = GoProcess::start_waiting(&path, &["-n", "100"]);
+    let (tracer, links) = attach(&target, &[], "sigint");
+    tracer.signal(libc::SIGINT);
+    let (st, _, err) = tracer.finish_within(Duration::from_secs(30));
+    assert!(st.success(), "tracer exit {st:?}: {err}");
     assert_links_gone(&links, "sigint");
     // The target is still waiting, alive; now let it run to a normal exit.
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "target died with the tracer"
-    );
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
-    let counts: Vec<Value> = common::json_lines(&rest)
+    assert!(!target.has_exited(), "target died with the tracer");
+    target.release();
+    let counts: Vec<Value> = target
+        .finish()
         .into_iter()
         .filter(|l| l["event"] == "counts")
         .collect();
     assert_eq!(
         counts.len(),
         common::KEYS_SCENARIOS.len(),
-        "target did not finish its work: {rest}"
+        "target did not finish its work: {counts:?}"
     );
     for c in &counts {
         assert_eq!(c["total"], 100, "the target's own count: {c}");
     }
-    assert!(
-        child.wait().unwrap().success(),
-        "target did not exit normally"
-    );
 }
 
 #[test]
 fn target_exit_ends_a_pid_trace_with_its_report() {
     require_root();
     let path = common::build("keys", &common::newest_toolchain(), common::Variant::Pie);
-    let (mut child, mut rd) = start_waiting(&path, "500");
+    let target = GoProcess::start_waiting(&path, &["-n", "500"]);
     let json = tempdir("exit").join("report.json");
-    let mut tracer = Command::new(TRACER)
-        .args([
-            "run",
-            "--top",
-            "20",
-            "-p",
-            &child.id().to_string(),
-            "--json",
-        ])
-        .arg(&json)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let links = wait_attached(tracer.id(), "exit");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
-    // No signal to the tracer: it must notice the exit by itself.
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = tracer.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "tracer did not end when its target exited"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
+    let args = ["--top", "20", "--json", json.to_str().unwrap()];
+    let (tracer, links) = attach(&target, &args, "exit");
+    target.release();
+    let program = target.finish();
+    // No signal to the tracer: it must notice the exit by itself, within 20 s.
+    let (status, _, err) = tracer.finish_within(Duration::from_secs(20));
+    assert!(status.success(), "tracer exit {status:?}: {err}");
     assert_links_gone(&links, "exit");
-    let program: Vec<Value> = rest
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_counts_match("exit", &program, &read_json(&json), 20);
 }

@@ -16,16 +16,19 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/mapwrite.skel.rs"));
 }
 pub use skel::types::{
-    counter as Counter, event_flag as EventFlag, go_kind as GoKind, grow_cookie as GrowCookie,
-    grow_event as RawGrowEvent, grow_role as GrowRole, grow_start as RawGrowStart,
-    key_plan as KeyPlan, limits as Limits, map_op as MapOp, plan_kind as PlanKind,
-    probe_role as ProbeRole, record_type as RecordType, stack_map as StackMap,
+    cookie_flag as CookieFlag, counter as Counter, event_flag as EventFlag, go_kind as GoKind,
+    grow_cookie as GrowCookie, grow_event as RawGrowEvent, grow_role as GrowRole,
+    grow_start as RawGrowStart, header_event as RawHeaderEvent, key_plan as KeyPlan,
+    limits as Limits, map_op as MapOp, plan_kind as PlanKind, probe_role as ProbeRole,
+    record_type as RecordType, slot as RawSlot, stack_map as StackMap, sync_map as SyncMap,
     write_event as RawWriteEvent,
 };
 pub use skel::{MapwriteSkel, MapwriteSkelBuilder, OpenMapwriteSkel};
 
 /// Largest number of key bytes captured per write.
 pub const KEY_MAX: usize = Limits::KEY_MAX.0 as usize;
+/// Key bytes up to which the write program sends its short record.
+pub const KEY_SMALL: usize = Limits::KEY_SMALL.0 as usize;
 /// String fields a key plan follows.
 pub const PLAN_MAX_STRINGS: usize = Limits::PLAN_MAX_STRINGS.0 as usize;
 /// Stack frames captured per write.
@@ -37,6 +40,9 @@ pub const COOKIE_ROLE_BITS: u32 = Limits::COOKIE_ROLE_BITS.0;
 pub const STACK_MAP_TAG: u64 = 1 << StackMap::STACK_MAP_TAG_BIT.0;
 pub const STACK_MAP_GOID_SHIFT: u32 = StackMap::STACK_MAP_GOID_SHIFT.0;
 
+/// Slots of one aggregation set.
+pub const SLOT_WAYS: usize = Limits::SLOT_WAYS.0 as usize;
+
 /// Size of the fixed part of a write record (before the key bytes).
 pub const EVENT_HEADER: usize = std::mem::offset_of!(RawWriteEvent, key);
 
@@ -47,8 +53,9 @@ impl EventFlag {
     }
 }
 
-/// The attach cookie of a probe at link-time address `link_addr` for `role` (the BPF side reads
-/// the role from the low bits and the load bias from the rest).
+/// The attach cookie of a probe at link-time address `link_addr` for `role` (with its
+/// `CookieFlag` bits; the BPF side reads the role from the low bits and the load bias from the
+/// rest).
 pub fn cookie(link_addr: u64, role: u64) -> u64 {
     (link_addr << COOKIE_ROLE_BITS) | role
 }

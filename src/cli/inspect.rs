@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::gobin::goid::GoidOffset;
 use crate::gobin::moduledata::FoundBy;
-use crate::gobin::probes::{ProbeSite, Role};
+use crate::gobin::probes::{Placement, ProbeSite, Role};
 use crate::gobin::{Arch, GoBinary, GoType, MapImpl, VersionSource};
+use crate::probe::points::decided_at_ret;
 
 #[derive(clap::Args)]
 #[command(about = "Show what can be traced in a Go binary (no privileges needed)")]
@@ -203,17 +204,26 @@ fn probe_problems(bin: &GoBinary, map_functions: &[ProbeSite]) -> Vec<String> {
             bin.arch()
         ));
     }
-    for f in map_functions {
+    for f in map_functions.iter().filter(|f| f.is_probed()) {
         if let Err(e) = &f.probe {
             problems.push(format!("no probe point: {e}"));
         } else if let Ok(p) = &f.probe {
-            if f.role.is_assign() && !p.instruction.starts_with("push") {
+            if f.role.is_assign() && !p.emulated {
                 problems.push(format!("{}: probe instruction `{}` is single-stepped by the kernel (~10x slower per write than Go 1.21+)", f.function, p.instruction));
             }
         }
     }
     if bin.arch() == Arch::X86_64 && !map_functions.iter().any(|f| f.role.is_assign()) {
         problems.push("no map-assign function found: this program never writes a map".into());
+    }
+    for f in map_functions
+        .iter()
+        .filter(|f| f.role == Role::SyncDelete && f.is_probed())
+    {
+        problems.push(format!(
+            "{} does not call LoadAndDelete (it has it inlined): its deletes are not seen",
+            f.function
+        ));
     }
     if bin.moduledata.is_none() {
         problems.push("runtime module data not found: map type names cannot be resolved".into());
@@ -249,8 +259,12 @@ fn role_group(r: Role) -> &'static str {
         "assign"
     } else if r.is_grow() {
         "grow"
-    } else {
+    } else if r.is_delete() {
         "delete"
+    } else if r == Role::Clear {
+        "clear"
+    } else {
+        "sync"
     }
 }
 
@@ -337,7 +351,17 @@ fn render_functions(o: &mut String, functions: &[ProbeSite]) {
         );
         for f in functions {
             let probe = match &f.probe {
-                Ok(p) => format!("+{:#x} `{}`", p.offset, p.instruction),
+                Ok(p) => format!(
+                    "+{:#x} `{}` {} ({})",
+                    p.offset,
+                    p.instruction,
+                    p.placement.short(),
+                    if p.emulated {
+                        "emulated"
+                    } else {
+                        "SINGLE-STEPPED"
+                    }
+                ),
                 Err(e) => format!("NONE: {e}"),
             };
             let _ = writeln!(
@@ -347,12 +371,24 @@ fn render_functions(o: &mut String, functions: &[ProbeSite]) {
                 f.function,
                 f.addr,
                 f.file_offset,
-                if f.role.is_grow() {
-                    format!(", {} RET", f.ret_offsets.len())
-                } else {
-                    String::new()
+                match &f.wraps {
+                    Some(w) => format!(" (only wraps {w}: not probed)"),
+                    None if f.role.is_grow() || decided_at_ret(f.role) => {
+                        format!(", {} RET", f.ret_offsets.len())
+                    }
+                    None => String::new(),
                 }
             );
+        }
+        let mut placements: Vec<Placement> = functions
+            .iter()
+            .filter_map(|f| f.probe.as_ref().ok().map(|p| p.placement))
+            .collect();
+        placements.dedup();
+        placements.sort_by_key(|p| p.short());
+        placements.dedup();
+        for p in placements {
+            let _ = writeln!(o, "  {}: {}", p.short(), p.explain());
         }
     }
 }

@@ -6,9 +6,10 @@
 //! (so [`render_to_string`] draws the same frame without a terminal, for tests). Nothing is
 //! redrawn on a tick where neither the snapshot, the keys pressed nor the terminal size changed.
 //!
-//! Layout, top to bottom: header (target, mode, coverage, overhead, writes, lost events), maps
-//! table (the selected map highlighted), the selected map's hot keys, its write sites and last
-//! grows, and a footer with the keys.
+//! Layout, top to bottom: header (target, mode, coverage, overhead, writes, deletes, clears,
+//! lost events), maps table (the selected map highlighted), the selected map's hot keys (or, in
+//! the `deletes` order, its most deleted keys), its sites and last grows, and a footer with the
+//! keys.
 use std::io::{IsTerminal, Stdout};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,16 +63,19 @@ pub enum SortBy {
     Trend,
     /// Alphabetically by key text.
     Key,
+    /// The most deleted keys (the map's `top_deletes`) instead of the hot keys.
+    Deletes,
 }
 
 impl SortBy {
-    /// The next order for the `s` key: writes → rate → trend → key → writes.
+    /// The next order for the `s` key: writes → rate → trend → key → deletes → writes.
     pub fn next(self) -> SortBy {
         match self {
             SortBy::Writes => SortBy::Rate,
             SortBy::Rate => SortBy::Trend,
             SortBy::Trend => SortBy::Key,
-            SortBy::Key => SortBy::Writes,
+            SortBy::Key => SortBy::Deletes,
+            SortBy::Deletes => SortBy::Writes,
         }
     }
 
@@ -81,6 +85,7 @@ impl SortBy {
             SortBy::Rate => "rate",
             SortBy::Trend => "trend",
             SortBy::Key => "key",
+            SortBy::Deletes => "deletes",
         }
     }
 }
@@ -351,14 +356,23 @@ fn draw_header(buf: &mut Buffer, area: Rect, s: &Snapshot, state: &UiState) {
         Span::raw(" "),
         Span::styled(sanitize(binary), bold),
         Span::raw(format!(
-            "  {} {impl_name}  {} mode  coverage {:.1}%  overhead ~{:.1}%  {} writes  ",
+            "  {} {impl_name}  {} mode  coverage {:.1}%{}  overhead ~{:.1}%  {} writes  ",
             t.go_version,
             r.mode,
             100.0 * r.coverage,
+            r.estimated_by
+                .map(|c| format!(" by {}", c.describe()))
+                .unwrap_or_default(),
             s.overhead_percent,
             r.writes_observed
         )),
     ]);
+    if r.deletes_observed + r.clears_observed > 0 {
+        spans.push(Span::raw(format!(
+            "{} deletes  {} clears  ",
+            r.deletes_observed, r.clears_observed
+        )));
+    }
     let lost_style = if r.lost_events > 0 {
         Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
     } else {
@@ -382,9 +396,15 @@ fn draw_footer(buf: &mut Buffer, area: Rect, state: &UiState) {
         Span::styled("s", key),
         Span::raw(" sort ("),
     ];
-    for (i, sort) in [SortBy::Writes, SortBy::Rate, SortBy::Trend, SortBy::Key]
-        .into_iter()
-        .enumerate()
+    for (i, sort) in [
+        SortBy::Writes,
+        SortBy::Rate,
+        SortBy::Trend,
+        SortBy::Key,
+        SortBy::Deletes,
+    ]
+    .into_iter()
+    .enumerate()
     {
         if i > 0 {
             spans.push(Span::raw("/"));
@@ -419,10 +439,10 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
         .title(format!(" maps ({}) ", r.maps.len()));
     let inner = block.inner(area);
     // Narrow terminals keep type, writes/s and share.
-    let keep: &[usize] = if inner.width >= 72 {
-        &[0, 1, 2, 3, 4, 5, 6]
+    let keep: &[usize] = if inner.width >= 82 {
+        &[0, 1, 2, 3, 4, 5, 6, 7]
     } else {
-        &[0, 2, 4]
+        &[0, 2, 5]
     };
     let widths = pick(
         keep,
@@ -432,6 +452,7 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
             Constraint::Length(if s.map_pids.is_empty() { 16 } else { 24 }),
             Constraint::Length(9),
             Constraint::Length(12),
+            Constraint::Length(9),
             Constraint::Length(6),
             Constraint::Length(9),
             Constraint::Length(6),
@@ -469,6 +490,7 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
                     Cell::from(fit(&id, if s.map_pids.is_empty() { 16 } else { 24 }, false)),
                     right(fmt_rate(rate)),
                     right(display_writes(r, m.writes, m.writes_estimated).to_string()),
+                    right(display_writes(r, m.deletes, m.deletes_estimated).to_string()),
                     right(fmt_share(m.writes, total)),
                     right(m.len.map_or_else(|| "-".into(), |l| l.to_string())),
                     right(m.grows.to_string()),
@@ -486,6 +508,7 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
             }),
             right("writes/s".into()),
             right("writes".into()),
+            right("deletes".into()),
             right("share".into()),
             right("len".into()),
             right("grows".into()),
@@ -519,6 +542,10 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
             .render(area, buf);
         return;
     };
+    if sort == SortBy::Deletes {
+        draw_deleted_keys(buf, area, r, m);
+        return;
+    }
     let title = Line::from(vec![
         Span::raw(" hot keys of "),
         Span::styled(
@@ -526,12 +553,13 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
             Style::new().add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!(
-            " {}  ({} distinct{}; by {}) ",
+            " {}  ({} distinct{}{}; by {}) ",
             m.id,
             m.distinct_keys,
             m.goroutines
                 .map(|g| format!(", {g} goroutines"))
                 .unwrap_or_default(),
+            clears_of(r, m),
             sort.name()
         )),
     ]);
@@ -545,12 +573,12 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
     let budget = r.mode == Mode::Budget;
     let writes_w = if budget { 18 } else { 12 };
     // Narrow terminals keep key, share and trend; very narrow ones key and share.
-    let keep: &[usize] = if inner.width >= 52 + writes_w {
-        &[0, 1, 2, 3, 4, 5]
+    let keep: &[usize] = if inner.width >= 62 + writes_w {
+        &[0, 1, 2, 3, 4, 5, 6]
     } else if inner.width >= 30 {
-        &[1, 4, 5]
+        &[1, 5, 6]
     } else {
-        &[1, 4]
+        &[1, 5]
     };
     let widths = pick(
         keep,
@@ -559,6 +587,7 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
             Constraint::Fill(1),
             Constraint::Length(9),
             Constraint::Length(writes_w),
+            Constraint::Length(9),
             Constraint::Length(6),
             Constraint::Length(7),
         ],
@@ -592,6 +621,7 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
                 Cell::from(fit(&sanitize(&k.key), key_w, k.truncated)),
                 right(fmt_rate(rate_of(j, k))),
                 right(writes),
+                right(display_writes(r, k.deletes, k.deletes_estimated).to_string()),
                 right(fmt_share(k.writes, m.writes)),
                 Cell::from(Line::from(fmt_trend(trend)).right_aligned()).style(trend_style),
             ],
@@ -604,10 +634,85 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
             Cell::from("key"),
             right("writes/s".into()),
             right("writes".into()),
+            right("deletes".into()),
             right("share".into()),
             right("trend".into()),
         ],
     ))
+    .style(Style::new().add_modifier(Modifier::BOLD));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block)
+        .flex(Flex::Start);
+    Widget::render(table, area, buf);
+}
+
+/// `, N clears` of a map (estimated in budget mode), when it was cleared.
+fn clears_of(r: &Report, m: &MapReport) -> String {
+    match display_writes(r, m.clears, m.clears_estimated) {
+        0 => String::new(),
+        n => format!(", {n} clears"),
+    }
+}
+
+/// The selected map's most deleted keys (`top_deletes`): deletes (± bound in budget mode),
+/// their share of the map's deletes, and the key's writes.
+fn draw_deleted_keys(buf: &mut Buffer, area: Rect, r: &Report, m: &MapReport) {
+    let title = Line::from(vec![
+        Span::raw(" most deleted keys of "),
+        Span::styled(
+            sanitize(&m.type_name),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(
+            " {}  ({} deletes{}) ",
+            m.id,
+            display_writes(r, m.deletes, m.deletes_estimated),
+            clears_of(r, m)
+        )),
+    ]);
+    let block = if area.height >= 6 {
+        Block::new().borders(Borders::ALL).title(title)
+    } else {
+        Block::new()
+    };
+    let inner = block.inner(area);
+    let budget = r.mode == Mode::Budget;
+    let widths = [
+        Constraint::Length(4),
+        Constraint::Fill(1),
+        Constraint::Length(if budget { 18 } else { 12 }),
+        Constraint::Length(6),
+        Constraint::Length(12),
+    ];
+    let key_w = table_widths(inner.width, "", &widths)[1];
+    let visible = usize::from(inner.height.saturating_sub(1));
+    let rows = m
+        .top_deletes
+        .iter()
+        .enumerate()
+        .take(visible)
+        .map(|(j, k)| {
+            let deletes = if budget && k.error_bound > 0 {
+                format!("{}±{}", k.deletes_estimated, k.error_bound)
+            } else {
+                display_writes(r, k.deletes, k.deletes_estimated).to_string()
+            };
+            Row::new([
+                right(format!("{}", j + 1)),
+                Cell::from(fit(&sanitize(&k.key), key_w, k.truncated)),
+                right(deletes),
+                right(fmt_share(k.deletes, m.deletes)),
+                right(display_writes(r, k.writes, k.writes_estimated).to_string()),
+            ])
+        });
+    let header = Row::new([
+        right("#".into()),
+        Cell::from("key"),
+        right("deletes".into()),
+        right("share".into()),
+        right("writes".into()),
+    ])
     .style(Style::new().add_modifier(Modifier::BOLD));
     let table = Table::new(rows, widths)
         .header(header)
@@ -622,14 +727,24 @@ fn draw_sites(buf: &mut Buffer, area: Rect, m: &MapReport) {
     }
     let block = Block::new()
         .borders(Borders::ALL)
-        .title(format!(" write sites ({}) ", m.sites.len()));
+        .title(format!(" sites ({}) ", m.sites.len()));
     let inner = block.inner(area);
-    let widths = [
-        Constraint::Length(11),
-        Constraint::Length(6),
-        Constraint::Fill(1),
-    ];
-    let site_w = table_widths(inner.width, "", &widths)[2];
+    // The deletes column only for a map that has deletes or clears (the site text needs room).
+    let keep: &[usize] = if m.deletes + m.clears > 0 {
+        &[0, 1, 2, 3]
+    } else {
+        &[0, 1, 3]
+    };
+    let widths = pick(
+        keep,
+        [
+            Constraint::Length(11),
+            Constraint::Length(6),
+            Constraint::Length(9),
+            Constraint::Fill(1),
+        ],
+    );
+    let site_w = *table_widths(inner.width, "", &widths).last().unwrap_or(&0);
     let visible = usize::from(inner.height.saturating_sub(1));
     let rows = m.sites.iter().take(visible).map(|site| {
         let text = format!(
@@ -638,14 +753,31 @@ fn draw_sites(buf: &mut Buffer, area: Rect, m: &MapReport) {
             file_in_dir(&site.file),
             site.line
         );
-        Row::new([
-            right(site.writes.to_string()),
-            right(fmt_share(site.writes, m.writes)),
-            Cell::from(fit(&text, site_w, false)),
-        ])
+        // Clears are few: they join the deletes column (`+N clr`).
+        let removals = match site.clears {
+            0 => site.deletes.to_string(),
+            c => format!("{}+{c}clr", site.deletes),
+        };
+        Row::new(pick(
+            keep,
+            [
+                right(site.writes.to_string()),
+                right(fmt_share(site.writes, m.writes)),
+                right(removals),
+                Cell::from(fit(&text, site_w, false)),
+            ],
+        ))
     });
-    let header = Row::new([right("writes".into()), right("share".into()), "site".into()])
-        .style(Style::new().add_modifier(Modifier::BOLD));
+    let header = Row::new(pick(
+        keep,
+        [
+            right("writes".into()),
+            right("share".into()),
+            right("deletes".into()),
+            "site".into(),
+        ],
+    ))
+    .style(Style::new().add_modifier(Modifier::BOLD));
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
@@ -749,6 +881,8 @@ fn key_order(
         SortBy::Rate => order.sort_by(|&a, &b| desc(rate_of(a, &keys[a]), rate_of(b, &keys[b]))),
         SortBy::Trend => order.sort_by(|&a, &b| desc(trend_of(a, &keys[a]), trend_of(b, &keys[b]))),
         SortBy::Key => order.sort_by(|&a, &b| keys[a].key.cmp(&keys[b].key)),
+        // Shown from `top_deletes` instead (see draw_deleted_keys).
+        SortBy::Deletes => {}
     }
     order
 }
@@ -944,7 +1078,7 @@ mod tests {
     use super::*;
     use crate::decode::internals::{Growth, GrowthKind, GrowthUnit};
     use crate::gobin::MapImpl;
-    use crate::report::{GrowthReport, SiteReport, Target, SCHEMA};
+    use crate::report::{DeleteReport, GrowthReport, SiteReport, Target, SCHEMA};
 
     fn key(text: &str, writes: u64) -> KeyReport {
         KeyReport {
@@ -952,6 +1086,8 @@ mod tests {
             writes,
             writes_estimated: writes,
             error_bound: 0,
+            deletes: 0,
+            deletes_estimated: 0,
             truncated: false,
             writes_per_s: None,
             trend: None,
@@ -967,6 +1103,11 @@ mod tests {
             instances: 1,
             writes,
             writes_estimated: writes,
+            deletes: 0,
+            deletes_estimated: 0,
+            clears: 0,
+            clears_estimated: 0,
+            error_bound: 0,
             distinct_keys: keys.len(),
             untracked_key_writes: 0,
             goroutines: Some(3),
@@ -1001,8 +1142,13 @@ mod tests {
                 line: 42,
                 pc: "0x48f00c".into(),
                 writes,
+                deletes: 0,
+                clears: 0,
+                writes_estimated: writes,
             }],
             top_keys: keys,
+            top_deletes: Vec::new(),
+            key_rates: Vec::new(),
         }
     }
 
@@ -1035,14 +1181,20 @@ mod tests {
                 mode: Mode::Exact,
                 duration_s: 10.0,
                 coverage: 1.0,
+                estimated_by: None,
                 writes_observed,
+                deletes_observed: 0,
+                clears_observed: 0,
                 lost_events: 0,
+                lost_growths: 0,
                 read_failures: 0,
+                stack_check_reentries: 0,
                 grouping: String::new(),
                 completeness: Default::default(),
                 ended: None,
                 maps,
                 pids: None,
+                aggregation: None,
             },
             map_rates: vec![1100.0, 100.0],
             key_rates: vec![vec![600.0, 300.0, 2000.0], vec![90.0, 10.0]],
@@ -1090,7 +1242,9 @@ mod tests {
         assert!(out.contains("coverage 100.0%"), "{out}");
         assert!(out.contains("overhead ~2.5%"), "{out}");
         assert!(line_with(&out, "map[int]uint64").contains("9.1%"));
-        assert!(out.contains("q quit  ↑/↓ select map  s sort (writes/rate/trend/key)  p pause"));
+        assert!(
+            out.contains("q quit  ↑/↓ select map  s sort (writes/rate/trend/key/deletes)  p pause")
+        );
         // Sites and grows of the selected map.
         assert!(line_with(&out, "main.(*Cache).Set  server/cache.go:42").contains("100.0%"));
         assert!(out.contains("grow 8→16 buckets at len 52"), "{out}");
@@ -1143,7 +1297,81 @@ mod tests {
             .trim_start()
             .starts_with('3'));
         handle_key(&mut state, sort, 2);
+        assert_eq!(state.sort, SortBy::Deletes);
+        handle_key(&mut state, sort, 2);
         assert_eq!(state.sort, SortBy::Writes);
+    }
+
+    #[test]
+    fn deletes_show_next_to_writes_and_in_their_own_order() {
+        let mut s = snapshot();
+        let m = &mut s.report.maps[0];
+        m.top_keys[1].deletes = 2500;
+        m.deletes = 2900;
+        m.clears = 3;
+        m.sites[0].deletes = 2900;
+        m.sites[0].clears = 3;
+        m.top_deletes = vec![
+            DeleteReport {
+                key: "user:7".into(),
+                deletes: 2500,
+                deletes_estimated: 2500,
+                error_bound: 0,
+                writes: 3000,
+                writes_estimated: 3000,
+                truncated: false,
+            },
+            DeleteReport {
+                key: "gone:1".into(),
+                deletes: 400,
+                deletes_estimated: 400,
+                error_bound: 0,
+                writes: 0,
+                writes_estimated: 0,
+                truncated: false,
+            },
+        ];
+        s.report.deletes_observed = 2900;
+        s.report.clears_observed = 3;
+        let out = screen(&s, &UiState::default());
+        assert!(
+            has_words(line_with(&out, "user:7"), &["3000", "2500"]),
+            "{out}"
+        );
+        assert!(
+            has_words(line_with(&out, "map[string]*main.Session"), &["2900"]),
+            "{out}"
+        );
+        assert!(out.contains("2900 deletes  3 clears"), "{out}");
+        assert!(
+            has_words(line_with(&out, "main.(*Cache).Set"), &["2900+3clr"]),
+            "{out}"
+        );
+        assert!(
+            !out.contains("gone:1"),
+            "a key never written is no hot key: {out}"
+        );
+        let state = UiState {
+            sort: SortBy::Deletes,
+            ..UiState::default()
+        };
+        let out = screen(&s, &state);
+        assert!(line_with(&out, "most deleted keys of").contains("2900 deletes, 3 clears"));
+        assert!(
+            has_words(line_with(&out, "gone:1"), &["2", "400", "13.8%", "0"]),
+            "{out}"
+        );
+        let pos = |k: &str| out.find(k).unwrap_or_else(|| panic!("{k}: {out}"));
+        assert!(pos("user:7") < pos("gone:1"), "{out}");
+        assert!(!out.contains("admin"), "{out}");
+    }
+
+    /// Whether `line` has each of `words` as a whole word (cells are separated by spaces).
+    fn has_words(line: &str, words: &[&str]) -> bool {
+        let cells: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == '│')
+            .collect();
+        words.iter().all(|w| cells.contains(w))
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `trace`: a stream of individual map writes (time, pid, goroutine, map, key, call site), with
-//! the goroutine's stack on request, filters, grows, and a rate limit that says what it hid.
+//! `trace`: a stream of individual map operations — writes, deletes, clears (time, pid,
+//! goroutine, op, map, key, call site) — with the goroutine's stack on request, filters, grows,
+//! and a rate limit that says what it hid.
 //! With `--binary`, every process of the executable (`fleet`), merged into one stream and limit.
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::args::LiveArgs;
+use crate::bpf::MapOp;
 use crate::decode::internals::Growth;
 use crate::decode::keys::Key;
 use crate::decode::records::{GrowEvent, WriteEvent};
@@ -22,32 +24,36 @@ use crate::report::{map_id, redact};
 
 #[derive(clap::Args)]
 #[command(
-    about = "Stream individual map writes with their goroutine, key and call site (and stack)",
+    about = "Stream individual map writes, deletes and clears with their goroutine, key and call site (and stack)",
     after_help = "Examples:
   sudo ebpf-map-trace trace -p $(pidof server) --map 'map[string]*main.Session' --stack
   sudo ebpf-map-trace trace -p $(pidof server) --key user:42 --mode exact --json
+  sudo ebpf-map-trace trace -p $(pidof server) --op delete,clear   # who empties the cache?
   sudo ebpf-map-trace trace -p $(pidof server) --grows --max-rate 50
   sudo ebpf-map-trace trace --binary /srv/app --json          # every process of /srv/app"
 )]
 pub struct Args {
     #[command(flatten)]
     live: LiveArgs,
-    /// Only writes to maps whose type contains this text (e.g. `map[string]int`).
+    /// Only operations on maps whose type contains this text (e.g. `map[string]int`).
     #[arg(long = "map", value_name = "TYPE")]
     map_filter: Option<String>,
-    /// Only writes of this key (as printed).
+    /// Only operations on this key (as printed).
     #[arg(long = "key", value_name = "KEY")]
     key_filter: Option<String>,
-    /// Only writes from call sites whose function or file:line contains this text.
+    /// Only these operations (comma-separated: write, delete, clear; all by default).
+    #[arg(long = "op", value_name = "OPS", value_delimiter = ',')]
+    ops: Vec<Op>,
+    /// Only operations from call sites whose function or file:line contains this text.
     #[arg(long = "site", value_name = "TEXT")]
     site_filter: Option<String>,
-    /// Show each write's goroutine stack (frame-pointer walk, symbolized).
+    /// Show each operation's goroutine stack (frame-pointer walk, symbolized).
     #[arg(long)]
     stack: bool,
     /// Also show map growth events.
     #[arg(long)]
     grows: bool,
-    /// Lines per second at most; writes beyond are counted and the count is reported.
+    /// Lines per second at most; operations beyond are counted and the count is reported.
     #[arg(long, default_value_t = 1000)]
     max_rate: u64,
     /// JSON lines instead of text.
@@ -55,12 +61,41 @@ pub struct Args {
     json: bool,
 }
 
-/// One write as printed: the writing frame (the innermost of its call site), and with
-/// `--stack` the goroutine's whole stack, innermost first (inlined calls expanded), as profiles
-/// show it; the text form prints the writing frame once, then the frames above it.
+/// What a map operation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    Write,
+    Delete,
+    Clear,
+}
+
+impl Op {
+    fn of(op: MapOp) -> Op {
+        match op {
+            MapOp::OP_DELETE => Op::Delete,
+            MapOp::OP_CLEAR => Op::Clear,
+            _ => Op::Write,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Write => "write",
+            Op::Delete => "delete",
+            Op::Clear => "clear",
+        }
+    }
+}
+
+/// One map operation as printed: the operating frame (the innermost of its call site), and
+/// with `--stack` the goroutine's whole stack, innermost first (inlined calls expanded), as
+/// profiles show it; the text form prints the operating frame once, then the frames above it.
+/// `event` is the operation too (`write`, `delete`, `clear`), as is `op`.
 #[derive(Serialize)]
 struct WriteLine {
     event: &'static str,
+    op: Op,
     t_s: f64,
     pid: u32,
     goid: u64,
@@ -82,23 +117,24 @@ struct Stream {
     coverage: Mutex<f64>,
 }
 
-/// `--max-rate`: lines shown this second, and writes hidden in all.
+/// `--max-rate`: lines shown this second, and operations hidden in all (writes, deletes,
+/// clears).
 #[derive(Default)]
 struct Limit {
     second: u64,
     shown_this_second: u64,
-    hidden: u64,
+    hidden: [u64; 3],
 }
 
 impl Limit {
     /// Whether a line at `t_s` seconds may be shown (else it is counted as hidden).
-    fn admit(&mut self, t_s: f64, max_rate: u64) -> bool {
+    fn admit(&mut self, t_s: f64, max_rate: u64, op: Op) -> bool {
         if t_s as u64 != self.second {
             self.second = t_s as u64;
             self.shown_this_second = 0;
         }
         if self.shown_this_second >= max_rate {
-            self.hidden += 1;
+            self.hidden[op as usize] += 1;
             return false;
         }
         self.shown_this_second += 1;
@@ -129,9 +165,9 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             )?
         }
     }
-    let hidden = stream.limit.lock().hidden;
+    let [writes, deletes, clears] = stream.limit.lock().hidden;
     eprintln!(
-        "ebpf-map-trace: {hidden} writes not shown (over --max-rate {}/s); probes attached {:.1} % of the time ({} mode)",
+        "ebpf-map-trace: {writes} writes not shown ({deletes} deletes, {clears} clears too; over --max-rate {}/s); probes attached {:.1} % of the time ({} mode)",
         args.max_rate,
         *stream.coverage.lock() * 100.0,
         args.live.mode()
@@ -174,6 +210,10 @@ fn write_line(
     ev: &WriteEvent,
     key: &Key,
 ) -> Option<WriteLine> {
+    let op = Op::of(ev.op);
+    if !args.ops.is_empty() && !args.ops.contains(&op) {
+        return None;
+    }
     let map = sym.map_type(ev.map_type).to_string();
     if args
         .map_filter
@@ -191,7 +231,7 @@ fn write_line(
     if args.key_filter.as_ref().is_some_and(|f| *f != shown_key) {
         return None;
     }
-    let site = sym.call(ev.site).leaf().clone();
+    let site = sym.call(ev.site).site_frame(ev.map_type).clone();
     if let Some(f) = &args.site_filter {
         let at = format!("{}:{}", site.file, site.line);
         if !site.function.contains(f.as_str()) && !at.contains(f.as_str()) {
@@ -199,12 +239,13 @@ fn write_line(
         }
     }
     let t_s = stream.started.elapsed().as_secs_f64();
-    if !stream.limit.lock().admit(t_s, args.max_rate) {
+    if !stream.limit.lock().admit(t_s, args.max_rate, op) {
         return None;
     }
     let stack = sym.stack(ev.caller_stack());
     Some(WriteLine {
-        event: "write",
+        event: op.name(),
+        op,
         t_s,
         pid: ev.pid,
         goid: ev.goid,
@@ -225,10 +266,11 @@ fn print_write(json: bool, line: &WriteLine) {
     }
     let _ = writeln!(
         out,
-        "{:>10.6} {:>7} g{:<6} {} {:?}  {} {}:{}",
+        "{:>10.6} {:>7} g{:<6} {:<6} {} {:?}  {} {}:{}",
         line.t_s,
         line.pid,
         line.goid,
+        line.op.name(),
         line.map,
         line.key,
         line.site.function,

@@ -153,11 +153,11 @@ const MAX_WAITING: usize = 16_384;
 const MAX_RESOLVED: usize = 10_000;
 
 /// The write a thread made last: what a growth it starts next is charged to.
-#[derive(Clone)]
-struct LastWrite {
-    map_ptr: u64,
-    key: String,
-    site: u64,
+#[derive(Clone, Debug, Default)]
+pub struct Trigger {
+    pub map_ptr: u64,
+    pub key: String,
+    pub site: u64,
 }
 
 /// Ties growth events to their triggering writes. All records come through one ring buffer in
@@ -170,9 +170,9 @@ struct LastWrite {
 #[derive(Default)]
 pub struct GrowthMatcher {
     /// thread → its last write.
-    last: HashMap<u32, LastWrite>,
+    last: HashMap<u32, Trigger>,
     /// (thread, start time) of a growth entered, not yet returned → its trigger.
-    waiting: HashMap<(u32, u64), Option<LastWrite>>,
+    waiting: HashMap<(u32, u64), Option<Trigger>>,
     /// Growths resolved: (map type, map header) → growths.
     pub resolved: Vec<((u64, u64), Growth)>,
 }
@@ -183,7 +183,7 @@ impl GrowthMatcher {
             self.last.clear(); // forget old threads wholesale: rare, and cheap
         }
         // Reuses the thread's string: this runs for every write.
-        let w = self.last.entry(ev.tid).or_insert_with(|| LastWrite {
+        let w = self.last.entry(ev.tid).or_insert_with(|| Trigger {
             map_ptr: 0,
             key: String::new(),
             site: 0,
@@ -194,12 +194,17 @@ impl GrowthMatcher {
         w.key.push_str(key_text);
     }
 
-    pub fn on_grow_start(&mut self, s: &GrowStart) {
+    /// A growth entered; `counted` is its triggering write when that was counted in the kernel
+    /// (else it is the thread's last write record).
+    pub fn on_grow_start(&mut self, s: &GrowStart, counted: Option<Trigger>) {
         if self.waiting.len() >= MAX_WAITING {
             self.waiting.clear(); // growth records lost: their triggers are never claimed
         }
-        self.waiting
-            .insert((s.tid, s.start_ns), self.last.get(&s.tid).cloned());
+        let trigger = match s.trigger {
+            Some(_) => counted,
+            None => self.last.get(&s.tid).cloned(),
+        };
+        self.waiting.insert((s.tid, s.start_ns), trigger);
     }
 
     pub fn on_grow(&mut self, g: &GrowEvent) {
@@ -214,6 +219,11 @@ impl GrowthMatcher {
             self.resolved.drain(..MAX_RESOLVED / 2);
         }
         self.resolved.push(((g.map_type, g.map_ptr), growth));
+    }
+
+    /// A growth not to report (of a map kept out): its entry is no longer waited for.
+    pub fn forget(&mut self, g: &GrowEvent) {
+        self.waiting.remove(&(g.tid, g.start_ns));
     }
 
     /// Orders the growths by time (end of the trace).
@@ -237,16 +247,17 @@ pub struct HeaderState {
     pub growing: Option<bool>,
 }
 
-/// Reads a header snapshot. `len` is the count after the last write (the header is read before
-/// the write; `inserted` says whether that write added a key). `slot_block_bytes` is the size of
-/// one bucket (classic) or group (Swiss), from the map type.
+/// Reads a header snapshot. `len` is the count after the last write: the header's (read before
+/// a write) plus `inserted`, the keys new to the map from that write on (headers are read at a
+/// sampled rate). `slot_block_bytes` is the size of one bucket (classic) or group (Swiss), from
+/// the map type.
 pub fn header_state(
     imp: MapImpl,
     header: &[u64; 4],
-    inserted: bool,
+    inserted: u64,
     slot_block_bytes: Option<u64>,
 ) -> HeaderState {
-    let len = header[0] + u64::from(inserted);
+    let len = header[0] + inserted;
     match imp {
         MapImpl::Classic => {
             let word = ClassicWord(header[1]);
@@ -381,16 +392,17 @@ mod tests {
             start_ns,
             pid: 1,
             tid,
+            trigger: None,
         };
         m.on_write(&w(3, 2, 100), "k5");
         m.on_write(&w(4, 2, 200), "other thread");
-        m.on_grow_start(&start(3, 10));
+        m.on_grow_start(&start(3, 10), None);
         // The growing goroutine moved on; thread 3 runs another one that writes.
         m.on_write(&w(3, 2, 300), "after");
         m.on_grow(&grow(GrowRole::GROW_HASHGROW, [8, 0], [8, 1])); // thread 3, started at 10
                                                                    // A growth whose trigger wrote another map (its record was lost) gets no trigger.
         m.on_write(&w(3, 9, 400), "elsewhere");
-        m.on_grow_start(&start(3, 40));
+        m.on_grow_start(&start(3, 40), None);
         m.on_grow(&GrowEvent {
             start_ns: 40,
             ..grow(GrowRole::GROW_HASHGROW, [8, 1], [8, 2])
@@ -407,7 +419,7 @@ mod tests {
     #[test]
     fn classic_header_gives_len_capacity_load_memory() {
         let h = [13, 2 << 8 | 3 << 16, 0xc000, 0];
-        let s = header_state(MapImpl::Classic, &h, true, Some(144));
+        let s = header_state(MapImpl::Classic, &h, 1, Some(144));
         assert_eq!(
             (s.len, s.capacity, s.overflow_buckets, s.growing),
             (14, Some(32), Some(3), Some(false))

@@ -3,7 +3,7 @@
 //! text as Go's `%v` prints it.
 use std::collections::HashMap;
 
-use crate::bpf::{EventFlag, KeyPlan, PlanKind, ProbeRole, PLAN_MAX_STRINGS};
+use crate::bpf::{EventFlag, KeyPlan, MapOp, PlanKind, ProbeRole, PLAN_MAX_STRINGS};
 use crate::gobin::types::{KeyLayout, TypeReader};
 
 /// How `runtime.mapassign` keys of one map type are captured in BPF (mirrors `struct key_plan`).
@@ -488,6 +488,9 @@ impl Decoders {
         types: Option<&TypeReader<'_>>,
     ) -> &mut KeyDecoder {
         self.by_type.entry(map_type).or_insert_with(|| {
+            if map_type == super::syncmap::SYNC_MAP {
+                return KeyDecoder::new(Some(KeyLayout::Interface { empty: true }), 16);
+            }
             let key = types.and_then(|r| match r.read(map_type).ok()?.detail {
                 crate::gobin::types::Detail::Map { key, .. } => Some(key),
                 _ => None,
@@ -501,18 +504,27 @@ impl Decoders {
         })
     }
 
-    /// Decodes the key of one write event.
+    /// Decodes the key of one map operation (a clear has none: an empty key).
     pub fn decode(
         &mut self,
         ev: &crate::decode::records::WriteEvent,
         types: Option<&TypeReader<'_>>,
     ) -> Key {
+        if ev.op == MapOp::OP_CLEAR {
+            return Key {
+                id: Vec::new(),
+                text: String::new(),
+                truncated: false,
+            };
+        }
         let d = self.for_map_type(ev.map_type, types);
         let enc = match ev.role {
-            ProbeRole::ROLE_ASSIGN_FASTSTR => Encoding::Str,
+            ProbeRole::ROLE_ASSIGN_FASTSTR | ProbeRole::ROLE_DELETE_FASTSTR => Encoding::Str,
             ProbeRole::ROLE_ASSIGN_FAST32
             | ProbeRole::ROLE_ASSIGN_FAST64
-            | ProbeRole::ROLE_ASSIGN_FAST64PTR => Encoding::Raw,
+            | ProbeRole::ROLE_ASSIGN_FAST64PTR
+            | ProbeRole::ROLE_DELETE_FAST32
+            | ProbeRole::ROLE_DELETE_FAST64 => Encoding::Raw,
             _ if ev.flags.has(EventFlag::EV_NO_PLAN) => Encoding::Raw,
             _ => d.encoding_for_generic(),
         };

@@ -1,11 +1,14 @@
 //! Ring-buffer records as typed values: every record starts with its `enum record_type` tag
-//! (`maptrace.h`), and [`Record::parse`] dispatches on it — a write (copied out of the kernel's
-//! record, which is cut short to what it carries), the entry into a growth function, or a growth.
+//! (`maptrace.h`), and [`Record::parse`] dispatches on it — a map operation (a write, delete or
+//! clear: [`WriteEvent::op`], copied out of the kernel's record, which is cut short to what it
+//! carries), the entry into a growth function, a growth, or a map header read at a sampled
+//! operation.
 use crate::bpf::{
-    EventFlag, GrowRole, MapOp, ProbeRole, RawGrowEvent, RawGrowStart, RawWriteEvent, RecordType,
-    EVENT_HEADER, STACK_MAX,
+    EventFlag, GrowRole, MapOp, ProbeRole, RawGrowEvent, RawGrowStart, RawHeaderEvent,
+    RawWriteEvent, RecordType, EVENT_HEADER, STACK_MAX,
 };
 
+/// One map operation (named after the writes most of them are).
 #[derive(Clone, Debug, Default)]
 pub struct WriteEvent {
     /// Kernel time of the write; 0 unless the session asked for timestamps.
@@ -18,19 +21,34 @@ pub struct WriteEvent {
     pub site: u64,
     /// Goroutine id; 0 unless the session asked for goroutine ids.
     pub goid: u64,
-    /// First 32 bytes of the map header before the write (see `struct write_event`).
+    /// First 32 bytes of the map header before the write (see `struct write_event`), when
+    /// read ([`WriteEvent::header`]).
     pub header: [u64; 4],
     /// With stack capture: the frame-pointer walk (link-time; frame 0 is the map function).
     pub stack: Vec<u64>,
     pub pid: u32,
     pub tid: u32,
     pub key_len: u32,
-    /// Which assign function wrote (fixes the key's encoding).
+    /// Which map function fired (fixes the key's encoding).
     pub role: ProbeRole,
     /// What the operation did to the key (a write, a delete, a clear).
     pub op: MapOp,
     pub flags: EventFlag,
     pub key: Vec<u8>,
+    /// With counts aggregated in the kernel: the slot this write took for its key.
+    pub slot: Option<SlotTake>,
+}
+
+/// A write that took an aggregation slot for its key (`EV_SLOT`): the slot counts it, and the
+/// record carries the final count of the key it evicted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotTake {
+    /// Index in the slots array.
+    pub index: u32,
+    /// The slot's generation this write started (the evicted key's was `gen - 1`).
+    pub gen: u64,
+    /// Writes of generation `gen - 1` in all.
+    pub evicted: u64,
 }
 
 impl WriteEvent {
@@ -68,6 +86,11 @@ impl WriteEvent {
             op: raw.op,
             flags: raw.flags,
             key: raw.key[..captured].to_vec(),
+            slot: raw.flags.has(EventFlag::EV_SLOT).then_some(SlotTake {
+                index: raw.slot,
+                gen: raw.slot_gen,
+                evicted: raw.evicted,
+            }),
         })
     }
 }
@@ -114,6 +137,18 @@ pub struct GrowStart {
     pub start_ns: u64,
     pub pid: u32,
     pub tid: u32,
+    /// Where that write was counted, when in a slot: (slot index, generation). `None`: the
+    /// thread's last write record.
+    pub trigger: Option<(u32, u64)>,
+}
+
+/// A map header read at a sampled write that sent no record of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderRead {
+    pub map_type: u64,
+    pub map_ptr: u64,
+    pub header: [u64; 4],
+    pub tid: u32,
 }
 
 /// A ring-buffer record: writes and growths share one ring, so their order is the order they
@@ -122,6 +157,7 @@ pub enum Record {
     Write(WriteEvent),
     GrowStart(GrowStart),
     Grow(GrowEvent),
+    Header(HeaderRead),
 }
 
 impl Record {
@@ -136,9 +172,19 @@ impl Record {
                     start_ns: raw.start_ns,
                     pid: raw.pid,
                     tid: raw.tid,
+                    trigger: (raw.trigger_gen != 0).then_some((raw.trigger_slot, raw.trigger_gen)),
                 }))
             }
             RecordType::REC_GROW => GrowEvent::parse(data).map(Record::Grow),
+            RecordType::REC_HEADER => {
+                let raw: RawHeaderEvent = read_whole(data)?;
+                Some(Record::Header(HeaderRead {
+                    map_type: raw.map_type,
+                    map_ptr: raw.map_ptr,
+                    header: raw.header,
+                    tid: raw.tid,
+                }))
+            }
             _ => None,
         }
     }
@@ -156,6 +202,12 @@ fn read_whole<T: Copy>(data: &[u8]) -> Option<T> {
 }
 
 impl WriteEvent {
+    /// The map header before the write, when this write read it (headers are read at a sampled
+    /// rate, and whenever a write takes a slot).
+    pub fn header(&self) -> Option<&[u64; 4]> {
+        self.flags.has(EventFlag::EV_HEADER).then_some(&self.header)
+    }
+
     /// The writing goroutine's stack as link-time return addresses, innermost first: the direct
     /// caller of the map function (`site`), then the frame-pointer walk past the map function
     /// (frame 0). Kernels that recognise a probe at a function's entry (`push rbp`) put the direct

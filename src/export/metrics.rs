@@ -2,7 +2,8 @@
 //! from each watched process's live refresh. Cardinality is bounded by construction: labels are
 //! the process (`pid`, and where known its `container_id`, `pod_uid` and `exe`: one value each
 //! per process, so no more series), the map type, the write site and at most `--top` hot keys per
-//! map (by key hash; the key itself only with `--metrics-key-label value`). A process that ends
+//! map (by key hash; the key itself only with `--metrics-key-label value`). Writes, deletes and
+//! clears are counted per map type (writes per site too). A process that ends
 //! has its series removed.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -50,6 +51,16 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         Kind::Histogram,
         "Distribution of per-key write rates in a map, observed at each refresh",
     ),
+    (
+        DELETES,
+        Kind::Counter,
+        "Deletes from maps of this type: delete(m, k) calls, also of absent keys, and sync.Map deletes that removed a key (estimated in budget mode)",
+    ),
+    (
+        CLEARS,
+        Kind::Counter,
+        "Clears of maps of this type: clear(m) and range-and-delete loops, sync.Map Clear (estimated in budget mode)",
+    ),
     (GROWS, Kind::Counter, "Map grows (resizes) seen"),
     (
         LEN,
@@ -83,6 +94,8 @@ pub const WRITES: &str = "writes";
 pub const MAP_RATE: &str = "map_writes_per_second";
 pub const HOT_KEY_RATE: &str = "hot_key_writes_per_second";
 pub const KEY_RATE: &str = "key_writes_per_second";
+pub const DELETES: &str = "deletes";
+pub const CLEARS: &str = "clears";
 pub const GROWS: &str = "grows";
 pub const LEN: &str = "map_len";
 pub const LOAD: &str = "map_load";
@@ -156,6 +169,8 @@ pub struct Exporter {
     map_rate: Series<F64Gauge>,
     hot_key_rate: Series<F64Gauge>,
     key_rate: Series<Histogram, KeyRateBuckets>,
+    deletes: Series<F64Counter>,
+    clears: Series<F64Counter>,
     grows: Series<F64Counter>,
     len: Series<F64Gauge>,
     load: Series<F64Gauge>,
@@ -188,6 +203,8 @@ impl Exporter {
         let map_rate = series!(MAP_RATE, Family::default());
         let hot_key_rate = series!(HOT_KEY_RATE, Family::default());
         let key_rate = series!(KEY_RATE, Family::new_with_constructor(KeyRateBuckets));
+        let deletes = series!(DELETES, Family::default());
+        let clears = series!(CLEARS, Family::default());
         let grows = series!(GROWS, Family::default());
         let len = series!(LEN, Family::default());
         let load = series!(LOAD, Family::default());
@@ -204,6 +221,8 @@ impl Exporter {
             map_rate,
             hot_key_rate,
             key_rate,
+            deletes,
+            clears,
             grows,
             len,
             load,
@@ -260,6 +279,15 @@ impl Exporter {
                 .map(|&i| r.map_rates.get(i).copied().unwrap_or(0.0))
                 .sum();
             self.map_rate.get(pid, base(ty)).set(rate);
+            // Every map type has both series (0 until it deletes or clears).
+            raise_to(
+                &self.deletes.get(pid, base(ty)),
+                maps.iter().map(|m| m.deletes_estimated as f64).sum(),
+            );
+            raise_to(
+                &self.clears.get(pid, base(ty)),
+                maps.iter().map(|m| m.clears_estimated as f64).sum(),
+            );
             raise_to(
                 &self.grows.get(pid, base(ty)),
                 maps.iter().map(|m| m.grows as f64).sum(),
@@ -314,6 +342,8 @@ impl Exporter {
         self.map_rate.retire(pid);
         self.hot_key_rate.retire(pid);
         self.key_rate.retire(pid);
+        self.deletes.retire(pid);
+        self.clears.retire(pid);
         self.grows.retire(pid);
         self.len.retire(pid);
         self.load.retire(pid);

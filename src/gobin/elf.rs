@@ -1,5 +1,6 @@
 //! The ELF container of a Go binary: sections, loadable segments, symbols, architecture and build
 //! mode, and reading bytes by virtual address. Everything else in `gobin` reads through this.
+use ::bytes::Bytes;
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSection, ObjectSymbol};
@@ -46,7 +47,8 @@ pub struct Segment {
 }
 
 pub struct ElfImage {
-    pub data: Vec<u8>,
+    /// The whole file (mapped from disk by `GoBinary::open`).
+    pub data: Bytes,
     pub arch: Arch,
     /// Position-independent executable (ET_DYN).
     pub pie: bool,
@@ -57,7 +59,8 @@ pub struct ElfImage {
 }
 
 impl ElfImage {
-    pub fn parse(data: Vec<u8>) -> Result<Self> {
+    pub fn parse(data: impl Into<Bytes>) -> Result<Self> {
+        let data: Bytes = data.into();
         if data.len() < 4 || &data[..4] != b"\x7fELF" {
             return Err(GoBinError::NotElf("no ELF magic".into()));
         }
@@ -128,6 +131,12 @@ impl ElfImage {
         let off = usize::try_from(s.offset?).ok()?;
         let len = usize::try_from(s.size).ok()?;
         self.data.get(off..off.checked_add(len)?)
+    }
+
+    /// `section_data` as a view sharing the file's bytes (no copy).
+    pub fn section_bytes(&self, s: &Section) -> Option<Bytes> {
+        let data = self.section_data(s)?;
+        Some(self.data.slice_ref(data))
     }
 
     /// A section's contents, decompressed if it is compressed (DWARF).

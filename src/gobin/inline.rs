@@ -1,7 +1,13 @@
 //! Inlined calls: the frames a PC stands for, innermost first, from the function's inline tree
 //! (funcdata 3, entries in `go:func.*`) and its inline-index pc-data table (2), the way the Go
 //! runtime's own unwinder expands them. Go 1.18–1.27; elsewhere (or without the tree) a PC is
-//! its outer function alone.
+//! its outer function alone. Each PC is decoded once per binary (`FrameCache`): live views
+//! symbolize the same few sites every refresh.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
 use super::GoBinary;
 
 /// pc-data table of inline tree indexes.
@@ -20,10 +26,31 @@ pub struct SourceFrame {
     pub line: u32,
 }
 
+/// PCs decoded so far and their frames. Bounded: past `FrameCache::MAX` PCs (more than the
+/// write sites and stack frames of any real program), further PCs are decoded each time.
+#[derive(Default)]
+pub struct FrameCache(Mutex<HashMap<u64, Arc<[SourceFrame]>>>);
+
+impl FrameCache {
+    const MAX: usize = 1 << 16;
+}
+
 impl GoBinary {
     /// The frames `pc` stands for, innermost first: the inlined calls it lies in, then the
-    /// function that holds them. Empty if `pc` is in no Go function.
-    pub fn frames_at(&self, pc: u64) -> Vec<SourceFrame> {
+    /// function that holds them. Empty if `pc` is in no Go function. Decoded once per PC.
+    pub fn frames_at(&self, pc: u64) -> Arc<[SourceFrame]> {
+        if let Some(f) = self.frames.0.lock().get(&pc) {
+            return f.clone();
+        }
+        let frames: Arc<[SourceFrame]> = self.decode_frames_at(pc).into();
+        let mut cache = self.frames.0.lock();
+        if cache.len() < FrameCache::MAX {
+            cache.insert(pc, frames.clone());
+        }
+        frames
+    }
+
+    fn decode_frames_at(&self, pc: u64) -> Vec<SourceFrame> {
         let Some(f) = self.pclntab.func_at(pc) else {
             return Vec::new();
         };

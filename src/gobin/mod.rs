@@ -16,7 +16,9 @@ pub mod types;
 pub mod version;
 
 use std::path::Path;
+use std::sync::Arc;
 
+use memmap2::{Mmap, UncheckedAdvice};
 use serde::Serialize;
 
 pub use buildinfo::BuildInfo;
@@ -63,18 +65,54 @@ pub struct GoBinary {
     pub pclntab_addr: u64,
     pub moduledata: Option<ModuleData>,
     pub map_impl: MapImpl,
+    /// Frames of the PCs symbolized so far (`frames_at`).
+    frames: inline::FrameCache,
+    /// The file's mapping, when opened from a file (`release_pages`).
+    mapped: Option<Arc<Mmap>>,
+}
+
+/// A shared read-only mapping as the bytes the parsers read.
+struct Mapped(Arc<Mmap>);
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl GoBinary {
+    /// Maps the file (its pages stay the page cache's; only those read are resident).
     pub fn open(path: &Path) -> Result<Self> {
-        let data = std::fs::read(path).map_err(|source| GoBinError::Io {
+        let io = |source| GoBinError::Io {
             path: path.display().to_string(),
             source,
-        })?;
-        Self::parse(data)
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is private and read-only. A file changed under it by another
+        // process would change what we read (Linux has no way to forbid it); executables are
+        // replaced by rename, not rewritten in place, and a running one cannot be written
+        // (ETXTBSY); every read through it is bounds-checked, so a change makes wrong facts,
+        // never unsafety beyond the mapping (a file truncated under us would SIGBUS).
+        let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(io)?);
+        let mut bin = Self::parse(::bytes::Bytes::from_owner(Mapped(map.clone())))?;
+        bin.mapped = Some(map);
+        Ok(bin)
     }
 
-    pub fn parse(data: Vec<u8>) -> Result<Self> {
+    /// Gives the file's pages read so far back (a parse reads most of the function table and
+    /// the type data; later reads are a few pages, faulted in again from the page cache), so
+    /// that a tracer's resident memory holds its own data and not the target's file.
+    pub fn release_pages(&self) {
+        if let Some(map) = &self.mapped {
+            // SAFETY: the mapping is private, read-only and file-backed: its pages dropped are
+            // read again from the file on the next access, unchanged (no private copy exists to
+            // lose: nothing writes through it).
+            let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
+        }
+    }
+
+    /// Parses a whole file's bytes (a `Vec<u8>` or a shared view).
+    pub fn parse(data: impl Into<::bytes::Bytes>) -> Result<Self> {
         let elf = ElfImage::parse(data)?;
         if let Some(missing) = elf.missing_bytes() {
             return Err(error::corrupt!(
@@ -93,10 +131,10 @@ impl GoBinary {
             });
         };
         let pcln_bytes = elf
-            .section_data(&pcln_section)
+            .section_bytes(&pcln_section)
             .ok_or_else(|| error::corrupt!(".gopclntab lies outside the file"))?;
         let magic =
-            Pclntab::magic(pcln_bytes).ok_or_else(|| error::corrupt!(".gopclntab is empty"))?;
+            Pclntab::magic(&pcln_bytes).ok_or_else(|| error::corrupt!(".gopclntab is empty"))?;
         if magic == pclntab::MAGIC_GO12 {
             let v = build
                 .as_ref()
@@ -123,7 +161,7 @@ impl GoBinary {
             .map(|m| m.text)
             .or_else(|| elf.section(".text").map(|s| s.addr))
             .unwrap_or(0);
-        let pclntab = Pclntab::parse(pcln_bytes.to_vec(), text_start)?;
+        let pclntab = Pclntab::parse(pcln_bytes, text_start)?;
         let layout_range =
             evidence::layout_range(&elf, magic, moduledata.map(|m| m.layout), &pclntab);
         let (build, version_source) = identify(&elf, build, symbol, &layout_range)?;
@@ -147,6 +185,8 @@ impl GoBinary {
             moduledata,
             map_impl,
             elf,
+            frames: Default::default(),
+            mapped: None,
         })
     }
 
@@ -251,13 +291,10 @@ fn find_pclntab(elf: &ElfImage) -> Option<elf::Section> {
                 offset: Some(seg.offset + off),
                 compressed: false,
             };
-            let data = elf.section_data(&candidate)?;
+            let data = elf.section_bytes(&candidate)?;
             // A real table parses: its function entries are sorted and its names resolve.
-            if Pclntab::parse(
-                data.to_vec(),
-                elf.section(".text").map(|t| t.addr).unwrap_or(0),
-            )
-            .is_ok_and(|t| !t.funcs().is_empty())
+            if Pclntab::parse(data, elf.section(".text").map(|t| t.addr).unwrap_or(0))
+                .is_ok_and(|t| !t.funcs().is_empty())
             {
                 return Some(candidate);
             }

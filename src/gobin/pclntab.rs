@@ -3,6 +3,8 @@
 //! Formats: Go 1.16/1.17 (magic 0xfffffffa), 1.18/1.19 (0xfffffff0) and 1.20+ (0xfffffff1),
 //! including Go 1.26+, which writes `textStart` as 0 (the caller supplies the text start).
 //! Written by hand: no maintained crate parses Go 1.26+ tables.
+use ::bytes::Bytes;
+
 use super::bytes::{cstr_at, i32_at, u32_at, u8_at, uvarint, word_at};
 use super::error::{corrupt, Result};
 
@@ -38,7 +40,7 @@ pub struct Func {
 }
 
 pub struct Pclntab {
-    data: Vec<u8>,
+    data: Bytes,
     pub format: PclnFormat,
     pub ptr_size: usize,
     pub pc_quantum: u64,
@@ -67,7 +69,8 @@ impl Pclntab {
     }
 
     /// Parses a table. `text_start` is used when the header's own is 0 (Go 1.26+).
-    pub fn parse(data: Vec<u8>, text_start: u64) -> Result<Self> {
+    pub fn parse(data: impl Into<Bytes>, text_start: u64) -> Result<Self> {
+        let data: Bytes = data.into();
         let magic = u32_at(&data, 0).ok_or_else(|| corrupt!(".gopclntab is empty"))?;
         let format = PclnFormat::from_magic(magic)
             .ok_or_else(|| corrupt!(".gopclntab has unknown magic {magic:#x}"))?;

@@ -7,14 +7,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::intake::{ring, Intake, Sink};
+use super::intake::{aggregation, ring, take_all, Intake, Sink};
 use super::stop::stop_requested;
 use super::tracee::{Capture, Tracee};
+use crate::bpf::MapOp;
 use crate::decode::keys::Key;
-use crate::decode::records::WriteEvent;
+use crate::decode::records::{HeaderRead, WriteEvent};
 use crate::hotkeys::exact::ExactCounts;
 use crate::hotkeys::stacks::StackCounts;
 use crate::probe::launch::HeldChild;
+use crate::report::Aggregation;
 
 /// The process a recording follows.
 pub enum Target {
@@ -36,7 +38,17 @@ impl Target {
     pub fn exit_status(&mut self, seen: Option<i32>) -> i32 {
         match (self, seen) {
             (_, Some(s)) => s,
-            (Target::Child(c), None) => c.wait(),
+            (Target::Child(c), None) => {
+                if c.try_wait().is_none() {
+                    // `--duration` ended the trace, not the command: its exit status is run's.
+                    eprintln!(
+                        "tracing stopped; waiting for the command (pid {}) to exit, untraced \
+                         (Ctrl-C stops it)",
+                        c.pid
+                    );
+                }
+                c.wait()
+            }
             (Target::Running(_), None) => 0,
         }
     }
@@ -60,15 +72,21 @@ pub struct Recording {
     pub stacks: Option<StackCounts>,
     pub started: SystemTime,
     pub elapsed: Duration,
-    /// Writes the ring buffer had no room for.
+    /// Map operations the ring buffer had no room for.
     pub lost: u64,
+    /// Growth records the ring buffer had no room for.
+    pub lost_growths: u64,
+    /// Map operations' probe hits at a stack check whose function started again.
+    pub stack_check_reentries: u64,
+    /// How the writes were counted in the kernel, when they were.
+    pub aggregation: Option<Aggregation>,
     /// Why the trace ended early (an exec).
     pub ended: Option<String>,
     /// The child's exit status, when it exited during the recording.
     pub exit_status: Option<i32>,
 }
 
-/// Exact counts, and stacks when asked for.
+/// Exact counts, and writes per stack when asked for.
 struct Counted {
     counts: ExactCounts,
     stacks: Option<StackCounts>,
@@ -76,12 +94,32 @@ struct Counted {
 
 impl Sink for Counted {
     fn write(&mut self, ev: &WriteEvent, key: Key) {
-        if let Some(s) = &mut self.stacks {
+        if let Some(s) = self.stacks.as_mut().filter(|_| ev.op == MapOp::OP_WRITE) {
             s.add(ev, &key);
         }
         self.counts.add(ev, key);
     }
+
+    fn counted(&mut self, ev: &WriteEvent, key: &Key, n: u64) {
+        self.counts.add_counted(ev, key, n);
+    }
+
+    fn header(&mut self, h: &HeaderRead) {
+        self.counts.header_read(h.map_type, h.map_ptr, &h.header);
+    }
 }
+
+/// How often the kernel's slots are read while recording: their counts are exact whenever they
+/// are read, so this only tells the programs which keys were written lately (the slots they
+/// give up first when a new key needs one).
+const DRAIN_EVERY: Duration = Duration::from_millis(250);
+
+/// The loop's pause after reading the ring: short while records stream in (more than
+/// [`BUSY_RECORDS`] since the last read), longer while they do not. At the longer pause a ring
+/// of ~300k short records holds 20 ms of 15M records/s (and the next read comes 2 ms after).
+const POLL_BUSY: Duration = Duration::from_millis(2);
+const POLL_QUIET: Duration = Duration::from_millis(20);
+const BUSY_RECORDS: u64 = 1000;
 
 /// Records `tracee` (the process of `target`) until it ends, Ctrl-C or `opts.duration`.
 pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Recording> {
@@ -91,6 +129,8 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
         Capture {
             key_bytes: opts.key_bytes,
             stack: opts.stacks,
+            // Writes by stack need each write; counts alone are aggregated in the kernel.
+            aggregate: !opts.stacks,
             ..Capture::default()
         },
     )?;
@@ -98,7 +138,7 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
         counts: ExactCounts::default(),
         stacks: opts.stacks.then(StackCounts::exact),
     };
-    let intake = RefCell::new(Intake::new(tracee.bin.types(), sink));
+    let intake = RefCell::new(Intake::new(&tracee.bin, sink));
     let ring = ring(&session, &intake)?;
 
     let started = Instant::now();
@@ -110,7 +150,13 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
         .duration
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let (mut exit_status, mut ended) = (None, None);
+    let mut next_drain = started + DRAIN_EVERY;
+    let mut records_before = 0;
     loop {
+        if Instant::now() >= next_drain {
+            take_all(&session, &ring, &intake)?;
+            next_drain = Instant::now() + DRAIN_EVERY;
+        }
         ring.consume().context("reading events")?;
         if stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -132,13 +178,19 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(2));
+        // A ring that filled since the last read is read again soon; a quiet one (counts
+        // aggregated in the kernel send few records) is left longer, which spares this loop.
+        let records = intake.borrow().records;
+        let busy = records - records_before > BUSY_RECORDS;
+        records_before = records;
+        std::thread::sleep(if busy { POLL_BUSY } else { POLL_QUIET });
     }
     let elapsed = started.elapsed();
     ring.consume().context("reading events")?;
     session.detach();
-    ring.consume().context("reading events")?;
-    let lost = session.lost();
+    // No program runs any more: the last records, then the slots' final counts.
+    take_all(&session, &ring, &intake)?;
+    let counters = session.counters();
     drop(ring);
 
     let Intake {
@@ -152,7 +204,10 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
         stacks,
         started: started_wall,
         elapsed,
-        lost,
+        lost: counters.lost,
+        lost_growths: counters.grow_lost,
+        stack_check_reentries: counters.stack_reentries,
+        aggregation: aggregation(&session),
         ended,
         exit_status,
     })

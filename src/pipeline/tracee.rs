@@ -1,8 +1,9 @@
 //! The process being traced, as the loops need it: its executable and binary (opened once),
-//! the key plans for its map types, a watch for an exec that ends the trace, and a probe
-//! session configured for it.
+//! the key plans for its map types, a watch for an exec that ends the trace, its write rate
+//! measured before a trace (to size the ring), and a probe session configured for it.
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::OpenObject;
@@ -10,12 +11,13 @@ use libbpf_rs::OpenObject;
 use crate::bpf::KeyPlan;
 use crate::decode::keys::plans_for_binary;
 use crate::gobin::GoBinary;
-use crate::probe::load::{Load, DEFAULT_RING_BYTES};
-use crate::probe::process::{process_ended, ExecWatch};
+use crate::probe::load::{default_slot_sets, Load, MAX_RING_BYTES, MIN_RING_BYTES};
+use crate::probe::process::{process_ended, ExecWatch, ExitWatch};
 use crate::probe::session::Session;
 
-/// What the probes capture per write, beyond the map, key and site.
-#[derive(Clone, Copy, Debug, Default)]
+/// What the probes capture per write, beyond the map, key and site, and the ring they send it
+/// through.
+#[derive(Clone, Copy, Debug)]
 pub struct Capture {
     /// Key bytes captured (at most 256).
     pub key_bytes: u32,
@@ -24,6 +26,25 @@ pub struct Capture {
     pub goroutine_ids: bool,
     /// Budget mode (see `probe::load::Load::sampled`).
     pub sampled: bool,
+    /// Count writes in the kernel instead of taking each one as a record (see
+    /// `probe::load::Load::slot_sets`).
+    pub aggregate: bool,
+    /// The ring buffer's size (`probe::load`'s sizing rules; default the largest).
+    pub ring_bytes: u32,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            key_bytes: 0,
+            stack: false,
+            timestamps: false,
+            goroutine_ids: false,
+            sampled: false,
+            aggregate: false,
+            ring_bytes: MAX_RING_BYTES,
+        }
+    }
 }
 
 pub struct Tracee {
@@ -32,6 +53,8 @@ pub struct Tracee {
     pub bin: GoBinary,
     plans: Vec<(u64, KeyPlan)>,
     exec: ExecWatch,
+    /// Its exit, where the kernel gives a pidfd (else /proc is read each time).
+    pub exit: Option<ExitWatch>,
 }
 
 impl Tracee {
@@ -39,18 +62,21 @@ impl Tracee {
     pub fn open(pid: u32, exe: &Path, held: bool) -> Result<Tracee> {
         // Before anything else: an exec from here on is noticed.
         let exec = ExecWatch::new(pid, exe, held)?;
+        let exit = ExitWatch::new(pid).ok();
         let bin = GoBinary::open(exe).with_context(|| exe.display().to_string())?;
         let plans = bin
             .types()
             .as_ref()
             .map(plans_for_binary)
             .unwrap_or_default();
+        bin.release_pages();
         Ok(Tracee {
             pid,
             exe: exe.to_path_buf(),
             bin,
             plans,
             exec,
+            exit,
         })
     }
 
@@ -68,10 +94,33 @@ impl Tracee {
             goroutine_ids: capture.goroutine_ids,
             goid_offset: self.bin.goid_offset().map_or(0, |g| g.offset as u32),
             grows: true,
-            ring_bytes: DEFAULT_RING_BYTES,
+            sync: true,
+            sync_hashtrie: false, // set from the binary's points
+            ring_bytes: capture.ring_bytes,
             sampled: capture.sampled,
+            slot_sets: if capture.aggregate {
+                default_slot_sets(capture.sampled)?
+            } else {
+                0
+            },
         };
         Session::start(storage, &self.bin, &self.exe, &load, &self.plans)
+    }
+
+    /// The process's map writes per second over `over`, counted by the write probes with their
+    /// window closed (no records, a smallest ring), which are then removed.
+    pub fn write_rate(&self, over: Duration) -> Result<f64> {
+        let mut storage = MaybeUninit::uninit();
+        let counting = Capture {
+            sampled: true,
+            ring_bytes: MIN_RING_BYTES,
+            ..Capture::default()
+        };
+        let session = self.session(&mut storage, counting)?;
+        let before = session.counters().hits;
+        std::thread::sleep(over);
+        let hits = session.counters().hits - before;
+        Ok(hits as f64 / over.as_secs_f64())
     }
 
     /// Why the trace must end now that the process runs another program, once it did.
@@ -85,8 +134,11 @@ impl Tracee {
         })
     }
 
-    /// Whether the process has ended for good.
+    /// Whether the process has ended for good (/proc is read only once its pidfd fired).
     pub fn ended(&self) -> bool {
-        process_ended(self.pid)
+        match &self.exit {
+            Some(w) if !w.fired() => false,
+            _ => process_ended(self.pid),
+        }
     }
 }

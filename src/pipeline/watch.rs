@@ -1,6 +1,8 @@
-//! The live loop shared by `top`, `trace` and `serve`: attach to a running process, keep the
-//! probes on the sampler's duty cycle (budget mode) or always on (exact), take in records
-//! through the intake, and every refresh hand the caller a report of what was seen.
+//! The live loop shared by `top`, `trace` and `serve`: attach to a running process, open and
+//! close budget windows as the sampler says (exact mode: one window, always open), take in
+//! records through the intake, and every refresh hand the caller a report of what was seen.
+//! At each window edge it reads the target's CPU clock and the probes' counters (`Edge`), right
+//! after opening the gate and right before closing it.
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
@@ -8,20 +10,20 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use libbpf_rs::RingBuffer;
 
-use super::intake::{ring, Intake, Sink};
+use super::intake::{aggregation, ring, take_all, Intake, Sink};
 use super::stop::stop_requested;
 use super::tracee::{Capture, Tracee};
+use super::wait::wait;
 use crate::decode::keys::Key;
-use crate::decode::records::{GrowEvent, WriteEvent};
-use crate::hotkeys::live::LiveCounts;
-use crate::probe::calibrate::write_cost;
-use crate::probe::load::preflight;
-use crate::probe::process::exe_of;
-use crate::probe::session::{kernel_now_ns, Session};
-use crate::report::live::{refresh, Refresh, Window};
+use crate::decode::records::{GrowEvent, HeaderRead, WriteEvent};
+use crate::hotkeys::live::{LiveCounts, RateBasis};
+use crate::probe::calibrate::{probe_costs, ProbeCosts};
+use crate::probe::load::{budget_ring_bytes, preflight, MAX_RING_BYTES};
+use crate::probe::process::{activity, exe_of, Activity};
+use crate::probe::session::Session;
+use crate::report::live::{refresh, Refresh};
 use crate::report::Meta;
-use crate::sampling::window::WindowWrites;
-use crate::sampling::{Mode, Sampler, Step};
+use crate::sampling::{Edge, Mode, Sampler, Step};
 
 /// What a live loop is asked to do (`cli` builds it from the command line).
 #[derive(Clone, Debug)]
@@ -50,19 +52,36 @@ pub struct Options {
 /// Per-event hook (for `trace`): the event and its decoded key.
 pub type OnEvent<'a> = dyn FnMut(&WriteEvent, &Key) + 'a;
 
-/// Live counts, the sampling window's per-thread writes, and the caller's hooks.
+/// How often the loop takes in records while a window is open (the ring holds far more).
+const POLL: Duration = Duration::from_millis(20);
+/// Records taken in per turn of the loop, at most.
+const CONSUME_BATCH: usize = 100_000;
+/// Longest sleep in a gap (a stop request or the target's exit is noticed within it).
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often a budget window kept open looks at the probe hits: a load that starts spends at
+/// most this long at full probe cost before its window closes (each look costs the agent ~150 µs
+/// of system calls here: every 20 ms, 0.6 % of a core with an idle target).
+const BUDGET_LOOK: Duration = Duration::from_millis(50);
+
+/// Live counts and the caller's hooks.
 struct Watched<'h, 'e> {
     counts: LiveCounts,
-    window: WindowWrites,
     on_event: &'h mut OnEvent<'e>,
     on_grow: &'h mut dyn FnMut(&GrowEvent),
 }
 
 impl Sink for Watched<'_, '_> {
     fn write(&mut self, ev: &WriteEvent, key: Key) {
-        self.window.observe(ev.tid, ev.ts_ns);
         self.counts.add(ev, &key);
         (self.on_event)(ev, &key);
+    }
+
+    fn counted(&mut self, ev: &WriteEvent, key: &Key, n: u64) {
+        self.counts.add_counted(ev, key, n);
+    }
+
+    fn header(&mut self, h: &HeaderRead) {
+        self.counts.header_read(h.map_type, h.map_ptr, &h.header);
     }
 
     fn grow(&mut self, g: &GrowEvent) {
@@ -72,6 +91,45 @@ impl Sink for Watched<'_, '_> {
 
 type WatchIntake<'t, 'h, 'e> = RefCell<Intake<'t, Watched<'h, 'e>>>;
 
+/// The loop's probes and what reads their edges.
+struct Probes<'s, 'o, 'r> {
+    pid: u32,
+    session: &'s mut Session<'o>,
+    ring: &'r RingBuffer<'r>,
+    /// The target's activity last read (kept when the target is gone).
+    activity: Activity,
+}
+
+impl Probes<'_, '_, '_> {
+    /// The edge now, with `writes` recorded so far.
+    fn edge(&mut self, writes: u64) -> Edge {
+        // Clocks never go back: a process that is exiting loses its threads one by one, and
+        // what is left of it reads as less than before (keep the last whole reading).
+        if let Some(a) = activity(self.pid) {
+            let last = self.activity;
+            self.activity = Activity {
+                cpu_s: a.cpu_s.max(last.cpu_s),
+                syscalls: a.syscalls.max(last.syscalls),
+                io_bytes: a.io_bytes.max(last.io_bytes),
+                wakeups: a.wakeups.max(last.wakeups),
+            };
+        }
+        let c = self.session.counters();
+        Edge {
+            at: Instant::now(),
+            cpu_s: self.activity.cpu_s,
+            syscalls: self.activity.syscalls,
+            io_bytes: self.activity.io_bytes,
+            wakeups: self.activity.wakeups,
+            write_hits: c.hits,
+            grow_hits: c.grow_hits,
+            grow_ret_hits: c.grow_ret_hits,
+            program_s: c.prog_ns as f64 * 1e-9,
+            writes,
+        }
+    }
+}
+
 /// Runs until Ctrl-C, `--duration`, the target's exit or exec, or `on_refresh` returns false.
 pub fn run_live(
     opts: &Options,
@@ -80,81 +138,66 @@ pub fn run_live(
     on_refresh: &mut dyn FnMut(Refresh) -> Result<bool>,
 ) -> Result<()> {
     let tracee = Tracee::open(opts.pid, &exe_of(opts.pid)?, false)?;
+    run_live_on(&tracee, opts, &mut || Ok(()), on_event, on_grow, on_refresh)
+}
+
+/// [`run_live`] on a tracee opened by the caller (`run --mode budget`: a command started held);
+/// `attached` is called once the probes are on and the first window is open (to release it).
+pub fn run_live_on(
+    tracee: &Tracee,
+    opts: &Options,
+    attached: &mut dyn FnMut() -> Result<()>,
+    on_event: &mut OnEvent<'_>,
+    on_grow: &mut dyn FnMut(&GrowEvent),
+    on_refresh: &mut dyn FnMut(Refresh) -> Result<bool>,
+) -> Result<()> {
     preflight()?;
-    let cost = match opts.mode {
-        Mode::Budget => write_cost(&tracee.bin)?,
-        Mode::Exact => 0.0,
+    let budget = opts.mode == Mode::Budget;
+    let costs = match opts.mode {
+        Mode::Budget => probe_costs(&tracee.bin)?,
+        Mode::Exact => ProbeCosts::default(),
+    };
+    let ring_bytes = match opts.mode {
+        Mode::Budget => budget_ring_bytes(opts.overhead, costs.write_s, opts.key_bytes, opts.stack),
+        // The largest ring: measuring the rate first (a second skeleton loaded and attached)
+        // let short-lived targets exit before the trace's own probes were on.
+        Mode::Exact => MAX_RING_BYTES,
     };
     let mut storage = MaybeUninit::uninit();
-    let start_ns = kernel_now_ns();
     let capture = Capture {
         key_bytes: opts.key_bytes,
         stack: opts.stack,
-        // Budget estimates time each window by its writes' kernel timestamps; `trace` prints
-        // them. Exact counting does without.
-        timestamps: opts.mode == Mode::Budget || opts.goroutine_ids,
+        // `trace` prints each write's time; budget windows are timed by their edges.
+        timestamps: opts.goroutine_ids,
         goroutine_ids: opts.goroutine_ids,
-        sampled: opts.mode == Mode::Budget,
+        sampled: budget,
+        // Counts alone are aggregated in the kernel (a budget window's are drained as it
+        // closes); stacks and `trace` need each write.
+        aggregate: !opts.stack && !opts.goroutine_ids,
+        ring_bytes,
     };
     let mut session = tracee.session(&mut storage, capture)?;
-    session.set_window(true);
     let watched = Watched {
         counts: LiveCounts::default(),
-        window: WindowWrites::default(),
         on_event,
         on_grow,
     };
-    let intake = RefCell::new(Intake::new(tracee.bin.types(), watched));
+    let intake = RefCell::new(Intake::new(&tracee.bin, watched));
     let ring = ring(&session, &intake)?;
-    let started = Instant::now();
-    let mut sampler = Sampler::new(
-        opts.mode,
-        opts.overhead,
-        cost,
-        (start_ns, kernel_now_ns()),
-        started,
-    );
-
-    let refresh_every = Duration::from_secs_f64(opts.refresh.max(0.05));
-    let deadline = opts
-        .duration
-        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
-    let mut next_refresh = started + refresh_every;
-    let mut attached_at_refresh = Duration::ZERO;
-    let mut ended: Option<String> = None;
-    loop {
-        ring.consume()?;
-        let now = Instant::now();
-        follow_duty_cycle(&mut sampler, &mut session, &ring, &intake, now)?;
-        if ended.is_none() {
-            ended = tracee.exec_ended();
-        }
-        let done = stop_requested()
-            || deadline.is_some_and(|d| now >= d)
-            || ended.is_some()
-            || tracee.ended();
-        if now >= next_refresh || done {
-            let attached = sampler.attached_time(now);
-            let writes = intake.borrow().sink.counts.events;
-            let window = Window {
-                mode: opts.mode,
-                coverage: sampler.coverage(writes, now, kernel_now_ns(), done),
-                attached_s: (attached - attached_at_refresh).as_secs_f64(),
-                refresh_s: refresh_every.as_secs_f64(),
-                overhead_percent: sampler.overhead_percent(),
-            };
-            attached_at_refresh = attached;
-            next_refresh = now + refresh_every;
-            let meta = meta(&tracee, opts, now - started, session.lost());
-            let mut r = refresh_of(&tracee, &intake, &meta, &window);
-            r.report.ended = ended.clone();
-            if !on_refresh(r)? || done {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    session.detach();
+    let mut probes = Probes {
+        pid: opts.pid,
+        session: &mut session,
+        ring: &ring,
+        activity: activity(opts.pid).unwrap_or_default(),
+    };
+    // The first window opens now (exact mode's was open from the start).
+    let first = probes.edge(0);
+    probes.session.set_window(true);
+    let sampler = Sampler::new(opts.mode, opts.overhead, costs, first);
+    attached()?;
+    let ended = watch(opts, tracee, &mut probes, sampler, &intake, on_refresh)?;
+    probes.session.set_window(false);
+    probes.session.detach();
     ring.consume()?;
     if let Some(why) = ended {
         eprintln!("ebpf-map-trace: {why}");
@@ -162,61 +205,134 @@ pub fn run_live(
     Ok(())
 }
 
-/// Attaches or detaches as the sampler says at `now` (a window's end can be followed by the next
-/// one's start at once, when no gap is needed).
-fn follow_duty_cycle(
-    sampler: &mut Sampler,
-    session: &mut Session,
-    ring: &RingBuffer,
+/// The loop itself; returns why the trace ended early, if it did.
+fn watch(
+    opts: &Options,
+    tracee: &Tracee,
+    probes: &mut Probes,
+    mut sampler: Sampler,
     intake: &WatchIntake,
-    now: Instant,
-) -> Result<()> {
-    for _ in 0..2 {
-        let writes = intake.borrow().sink.counts.events;
-        match sampler.step(now, writes) {
-            Step::Stay => break,
-            Step::Detach => {
-                let before = kernel_now_ns();
-                session.set_window(false);
-                session.detach();
-                let bounds = (before, kernel_now_ns());
-                // The window's last records, before its writes are counted.
-                ring.consume()?;
-                let mut st = intake.borrow_mut();
-                let threads = st.sink.window.take();
-                sampler.detached(now, bounds, st.sink.counts.events, threads);
+    on_refresh: &mut dyn FnMut(Refresh) -> Result<bool>,
+) -> Result<Option<String>> {
+    let started = Instant::now();
+    let refresh_every = Duration::from_secs_f64(opts.refresh.max(0.05));
+    let deadline = opts
+        .duration
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let mut last = Refreshed {
+        started,
+        at: started,
+        progress: [(0.0, 0.0); 3],
+    };
+    let mut ended: Option<String> = None;
+    loop {
+        // At most a batch: a target that writes faster than records are taken in must not keep
+        // the loop from closing its window.
+        let taken = probes.ring.consume_raw_n(CONSUME_BATCH);
+        if taken < 0 {
+            anyhow::bail!(
+                "reading events: {}",
+                std::io::Error::from_raw_os_error(-taken)
+            );
+        }
+        let now = Instant::now();
+        let gone = !follow_duty_cycle(&mut sampler, probes, intake, now)?;
+        if ended.is_none() {
+            ended = tracee.exec_ended();
+        }
+        let done = stop_requested()
+            || deadline.is_some_and(|d| now >= d)
+            || ended.is_some()
+            || gone
+            || tracee.ended();
+        if now >= last.at + refresh_every || done {
+            if done && opts.mode == Mode::Exact {
+                // The last snapshot holds every write the probes counted: none is counted
+                // after it (a target still running keeps writing until the links are gone).
+                probes.session.set_window(false);
+                probes.session.detach();
             }
-            Step::Attach => {
-                let before = kernel_now_ns();
-                session.attach()?;
-                session.set_window(true);
-                let bounds = (before, kernel_now_ns());
-                // Writes consumed during the gap belong to no window's timing.
-                intake.borrow_mut().sink.window.take();
-                sampler.attached(bounds, Instant::now());
+            take_all(probes.session, probes.ring, intake)?;
+            let mut r = refresh_now(opts, tracee, probes, &sampler, intake, &mut last);
+            r.report.ended = ended.clone();
+            if !on_refresh(r)? || done {
+                return Ok(ended);
             }
         }
+        let next = (last.at + refresh_every).saturating_duration_since(Instant::now());
+        if sampler.open_ended() {
+            // Asleep until records come (then they gather for a POLL), the target exits, or
+            // it is time to look at the sampler again: in budget mode soon, since counts
+            // aggregated in the kernel send no record, and a load that starts must close the
+            // window before it spends more than a short gap repays.
+            let look = match opts.mode {
+                Mode::Budget => BUDGET_LOOK,
+                Mode::Exact => IDLE_POLL,
+            };
+            if wait(probes.ring, tracee.exit.as_ref(), look.min(next)) {
+                std::thread::sleep(POLL.min(next));
+            }
+        } else {
+            let pause = if sampler.is_open() { POLL } else { IDLE_POLL };
+            std::thread::sleep(pause.min(next).max(Duration::from_millis(1)));
+        }
     }
-    Ok(())
 }
 
-/// What the report says of the trace so far.
-fn meta(tracee: &Tracee, opts: &Options, elapsed: Duration, lost: u64) -> Meta {
-    Meta {
+/// When and at what progress the last refresh was made.
+struct Refreshed {
+    started: Instant,
+    at: Instant,
+    /// The sampler's (observed, total) progress by each clock then.
+    progress: [(f64, f64); 3],
+}
+
+/// The refresh of what was seen so far.
+fn refresh_now(
+    opts: &Options,
+    tracee: &Tracee,
+    probes: &mut Probes,
+    sampler: &Sampler,
+    intake: &WatchIntake,
+    last: &mut Refreshed,
+) -> Refresh {
+    let writes = intake.borrow().sink.counts.events;
+    let now = probes.edge(writes);
+    let seconds = now.at.saturating_duration_since(last.at).as_secs_f64();
+    let (sampled, basis) = match opts.mode {
+        Mode::Exact => (None, RateBasis::Exact { seconds }),
+        Mode::Budget => {
+            let progress = sampler.progress(&now);
+            let x = sampler.extrapolation(&now);
+            if std::env::var_os("EMT_DEBUG").is_some() {
+                eprintln!("refresh at {now:?}: {x:?}");
+            }
+            let (now_p, last_p) = (progress[x.clock.index()], last.progress[x.clock.index()]);
+            let basis = RateBasis::Sampled {
+                seconds,
+                progress_observed: (now_p.0 - last_p.0).max(0.0),
+                progress: (now_p.1 - last_p.1).max(0.0),
+            };
+            last.progress = progress;
+            (Some(x), basis)
+        }
+    };
+    last.at = now.at;
+    let meta = Meta {
         pid: tracee.pid,
         binary: std::fs::read_link(&tracee.exe)
             .unwrap_or_else(|_| tracee.exe.clone())
             .display()
             .to_string(),
-        duration_s: elapsed.as_secs_f64(),
-        lost_events: lost,
+        duration_s: now.at.saturating_duration_since(last.started).as_secs_f64(),
+        lost_events: probes.session.lost(),
+        lost_growths: probes.session.counters().grow_lost,
+        stack_check_reentries: probes.session.counters().stack_reentries,
         top: opts.top,
         redact: opts.redact,
-    }
-}
-
-/// The refresh of the live counts (and growths) so far.
-fn refresh_of(tracee: &Tracee, intake: &WatchIntake, meta: &Meta, window: &Window) -> Refresh {
+        sampled,
+        aggregation: aggregation(probes.session),
+    };
     let mut st = intake.borrow_mut();
     let Intake { growth, sink, .. } = &mut *st;
     growth.finish();
@@ -224,7 +340,70 @@ fn refresh_of(tracee: &Tracee, intake: &WatchIntake, meta: &Meta, window: &Windo
         &tracee.bin,
         &mut sink.counts,
         &growth.resolved,
-        meta,
-        window,
+        &meta,
+        basis,
+        sampler.overhead_percent(),
     )
+}
+
+/// Opens, closes or marks a window as the sampler says at `now`. Returns false when the
+/// probes cannot be attached because the target is gone.
+fn follow_duty_cycle(
+    sampler: &mut Sampler,
+    probes: &mut Probes,
+    intake: &WatchIntake,
+    now: Instant,
+) -> Result<bool> {
+    let writes = || intake.borrow().sink.counts.events;
+    let st = sampler.step(now, probes.session.counters().hits);
+    if std::env::var_os("EMT_DEBUG").is_some() && st != Step::Stay {
+        eprintln!("step {st:?} writes {}", writes());
+    }
+    match st {
+        Step::Stay => {}
+        Step::Replan => {
+            let edge = probes.edge(writes());
+            if std::env::var_os("EMT_DEBUG").is_some() {
+                eprintln!("gap edge {edge:?}");
+            }
+            sampler.replan(&edge)
+        }
+        Step::Open => {
+            if let Err(e) = probes.session.attach() {
+                if crate::probe::process::process_ended(probes.pid) {
+                    return Ok(false);
+                }
+                return Err(e);
+            }
+            let edge = probes.edge(writes());
+            probes.session.set_window(true);
+            sampler.opened(edge);
+        }
+        Step::Close | Step::Mark => {
+            let mut edge = probes.edge(0);
+            probes.session.set_window(false);
+            // The window's last records and its counts in the kernel's slots, before its writes
+            // are counted (the gate is closed: this ends).
+            take_all(probes.session, probes.ring, intake)?;
+            edge.writes = writes();
+            let window = if st == Step::Close {
+                sampler.closed(edge)
+            } else {
+                sampler.marked(edge)
+            };
+            if std::env::var_os("EMT_DEBUG").is_some() {
+                eprintln!("window {window:?}");
+            }
+            intake.borrow_mut().sink.counts.close_window(&window);
+            if st == Step::Close {
+                probes.session.detach();
+            } else {
+                // The probes stayed attached: the next window opens at once.
+                let edge = probes.edge(writes());
+                probes.session.set_window(true);
+                sampler.opened(edge);
+            }
+        }
+    }
+    Ok(true)
 }

@@ -3,7 +3,7 @@
 //! keeps them attached, budget mode attaches and detaches them per window), starting a command held before exec so
 //! it is traced from its first instruction (`launch`), measuring what one probed write costs
 //! (`calibrate`), and the traced process in /proc (`process`) with the container and pod it
-//! runs in (`container`).
+//! runs in (`container`); the kernel's aggregation tables mapped into this process (`tables`).
 pub mod calibrate;
 pub mod container;
 pub mod launch;
@@ -11,3 +11,4 @@ pub mod load;
 pub mod points;
 pub mod process;
 pub mod session;
+pub mod tables;

@@ -10,25 +10,44 @@ use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, UprobeMultiOpts, UprobeOpts
 
 use super::load::{load, preflight, uprobe_multi_supported, Load};
 use super::points::Points;
+use super::tables::Slots;
 use crate::bpf::{Counter, KeyPlan, MapwriteSkel};
 use crate::gobin::GoBinary;
 
 /// The programs' counters, summed over CPUs, since the session started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Write probe hits (window open or not).
+    /// Write probe hits (map writes, deletes, clears; `sync.Map` methods' entries and RETs;
+    /// window open or not).
     pub hits: u64,
+    /// Map operations the ring buffer had no room for (neither observed nor counted elsewhere).
     pub lost: u64,
+    /// Growth records the ring buffer had no room for.
+    pub grow_lost: u64,
     pub read_failed: u64,
     /// Growth entry and RET probe hits (window open or not).
     pub grow_hits: u64,
     pub grow_ret_hits: u64,
     /// Nanoseconds the write program's body ran (budget mode only).
     pub prog_ns: u64,
+    /// Writes that took an aggregation slot for their key (each sent its key as a record).
+    pub slot_taken: u64,
+    /// ...of those, slots taken from another key (whose count the record carried).
+    pub evicted: u64,
+    /// Writes whose key met another key with the same fingerprint (told apart by its bytes).
+    pub collisions: u64,
+    /// Writes that could not be aggregated and were sent as records.
+    pub as_record: u64,
+    /// Hits of probes on a stack check's branch whose function grew its stack and started
+    /// again (not counted: the re-entry is), map operations' and growths'.
+    pub stack_reentries: u64,
+    pub grow_stack_reentries: u64,
 }
 
 pub struct Session<'obj> {
     pub skel: MapwriteSkel<'obj>,
+    /// With counts aggregated in the kernel: the slots, mapped.
+    pub slots: Option<Slots>,
     links: Vec<Link>,
     points: Points,
     pid: u32,
@@ -58,6 +77,8 @@ impl<'obj> Session<'obj> {
         let multi = uprobe_multi_supported();
         let cfg = Load {
             grows: points.has_grows(),
+            sync: points.has_sync(),
+            sync_hashtrie: points.sync_hashtrie,
             ..cfg.clone()
         };
         let skel = load(storage, &cfg, multi)?;
@@ -67,8 +88,14 @@ impl<'obj> Session<'obj> {
                 .update(&addr.to_le_bytes(), pod_bytes(plan), MapFlags::ANY)
                 .context("installing a key plan")?;
         }
+        let slots = if cfg.slot_sets > 0 {
+            Some(Slots::new(&skel.maps.slots)?)
+        } else {
+            None
+        };
         let mut session = Session {
             skel,
+            slots,
             links: Vec::new(),
             points,
             pid: cfg.pid,
@@ -127,6 +154,26 @@ impl<'obj> Session<'obj> {
                 exe,
             )?);
         }
+        if self.points.has_sync() {
+            links.extend(attach_points(
+                &progs.on_sync_multi,
+                &progs.on_sync,
+                multi,
+                &self.points.sync_entries,
+                pid,
+                exe,
+            )?);
+            if !self.points.sync_rets.is_empty() {
+                links.extend(attach_points(
+                    &progs.on_sync_ret_multi,
+                    &progs.on_sync_ret,
+                    multi,
+                    &self.points.sync_rets,
+                    pid,
+                    exe,
+                )?);
+            }
+        }
         self.links = links;
         Ok(())
     }
@@ -135,7 +182,7 @@ impl<'obj> Session<'obj> {
         !self.links.is_empty()
     }
 
-    /// Writes the ring buffer had no room for (the kernel's per-CPU counter, summed).
+    /// Map operations the ring buffer had no room for (the kernel's per-CPU counter, summed).
     pub fn lost(&self) -> u64 {
         read_counter(&self.skel, Counter::CNT_LOST)
     }
@@ -146,10 +193,17 @@ impl<'obj> Session<'obj> {
         Counters {
             hits: read(Counter::CNT_HITS),
             lost: read(Counter::CNT_LOST),
+            grow_lost: read(Counter::CNT_GROW_LOST),
             read_failed: read(Counter::CNT_READ_FAILED),
             grow_hits: read(Counter::CNT_GROW_HITS),
             grow_ret_hits: read(Counter::CNT_GROW_RET_HITS),
             prog_ns: read(Counter::CNT_PROG_NS),
+            slot_taken: read(Counter::CNT_SLOT_TAKEN),
+            evicted: read(Counter::CNT_EVICTED),
+            collisions: read(Counter::CNT_COLLISIONS),
+            as_record: read(Counter::CNT_AS_RECORD),
+            stack_reentries: read(Counter::CNT_STACK_REENTRY),
+            grow_stack_reentries: read(Counter::CNT_GROW_STACK_REENTRY),
         }
     }
 

@@ -70,22 +70,38 @@ pub fn merge<'a>(
         mode: first.mode,
         duration_s: first.duration_s,
         coverage: f64::INFINITY,
+        estimated_by: first.estimated_by,
         writes_observed: 0,
+        deletes_observed: 0,
+        clears_observed: 0,
         lost_events: 0,
+        lost_growths: 0,
         read_failures: 0,
+        stack_check_reentries: 0,
         grouping: first.grouping.clone(),
         completeness: first.completeness.clone(),
         ended: first.ended.clone(),
         maps: Vec::new(),
         pids: Some(Vec::new()),
+        aggregation: None,
     };
     let mut pids = Vec::new();
     for (pid, r, origin) in reports {
         pids.push(pid);
         out.writes_observed += r.writes_observed;
+        out.deletes_observed += r.deletes_observed;
+        out.clears_observed += r.clears_observed;
         out.lost_events += r.lost_events;
+        out.lost_growths += r.lost_growths;
         out.read_failures += r.read_failures;
+        out.stack_check_reentries += r.stack_check_reentries;
+        if let Some(a) = &r.aggregation {
+            out.aggregation.get_or_insert_with(Default::default).add(a);
+        }
         out.coverage = out.coverage.min(r.coverage);
+        if out.estimated_by != r.estimated_by {
+            out.estimated_by = None; // counted by different clocks: none says it for all
+        }
         out.maps
             .extend(r.maps.iter().enumerate().map(|(index, m)| ProcessMap {
                 map: m.clone(),
@@ -110,14 +126,20 @@ impl Report<ProcessMap> {
             mode: self.mode,
             duration_s: self.duration_s,
             coverage: self.coverage,
+            estimated_by: self.estimated_by,
             writes_observed: self.writes_observed,
+            deletes_observed: self.deletes_observed,
+            clears_observed: self.clears_observed,
             lost_events: self.lost_events,
+            lost_growths: self.lost_growths,
             read_failures: self.read_failures,
+            stack_check_reentries: self.stack_check_reentries,
             grouping: self.grouping.clone(),
             completeness: self.completeness.clone(),
             ended: self.ended.clone(),
             maps: self.maps.iter().map(|m| m.map.clone()).collect(),
             pids: self.pids.clone(),
+            aggregation: self.aggregation,
         };
         (plain, self.maps)
     }
@@ -142,9 +164,14 @@ mod tests {
             mode: Mode::Budget,
             duration_s: 1.0,
             coverage,
+            estimated_by: None,
             writes_observed: maps.iter().map(|m| m.1).sum(),
+            deletes_observed: 5,
+            clears_observed: 1,
             lost_events: 1,
+            lost_growths: 0,
             read_failures: 2,
+            stack_check_reentries: 0,
             grouping: String::new(),
             completeness: Completeness::default(),
             ended: None,
@@ -158,6 +185,7 @@ mod tests {
                 })
                 .collect(),
             pids: None,
+            aggregation: None,
         }
     }
 
@@ -181,6 +209,7 @@ mod tests {
             (m.writes_observed, m.lost_events, m.read_failures),
             (60, 2, 4)
         );
+        assert_eq!((m.deletes_observed, m.clears_observed), (10, 2));
         assert_eq!(
             m.coverage, 0.2,
             "the least covered process bounds the merge"

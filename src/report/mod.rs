@@ -12,5 +12,5 @@ pub mod pprof;
 pub mod symbolize;
 pub mod table;
 
-pub use build::{apply_coverage, build, map_id, redact, Meta};
+pub use build::{build, map_id, redact, Meta};
 pub use model::*;

@@ -4,6 +4,7 @@
 //! since stacks share most of their frames.
 use std::collections::HashMap;
 
+use crate::decode::syncmap::{is_sync_function, SYNC_MAP, TYPE_NAME};
 use crate::gobin::inline::SourceFrame;
 use crate::gobin::GoBinary;
 
@@ -29,6 +30,18 @@ impl Call {
     pub fn leaf(&self) -> &SourceFrame {
         &self.frames[0]
     }
+
+    /// The frame that operated on a map of type `map_type`: the leaf, but for a `sync.Map`
+    /// the innermost frame outside the `sync` packages (its methods are inlined wrappers).
+    pub fn site_frame(&self, map_type: u64) -> &SourceFrame {
+        if map_type != SYNC_MAP {
+            return self.leaf();
+        }
+        self.frames
+            .iter()
+            .find(|f| !is_sync_function(&f.function))
+            .unwrap_or(self.leaf())
+    }
 }
 
 pub struct Symbolizer<'b> {
@@ -51,7 +64,7 @@ impl<'b> Symbolizer<'b> {
         let bin = self.bin;
         self.calls.entry(ret).or_insert_with(|| {
             let pc = ret.saturating_sub(1);
-            let mut frames = bin.frames_at(pc);
+            let mut frames = bin.frames_at(pc).to_vec();
             if frames.is_empty() {
                 frames.push(SourceFrame {
                     function: "?".into(),
@@ -72,10 +85,14 @@ impl<'b> Symbolizer<'b> {
         out
     }
 
-    /// A map type's name (`map[string]int`), from its descriptor's link-time address.
+    /// A map type's name (`map[string]int`, or `sync.Map`), from its descriptor's link-time
+    /// address.
     pub fn map_type(&mut self, addr: u64) -> &str {
         let bin = self.bin;
         self.types.entry(addr).or_insert_with(|| {
+            if addr == SYNC_MAP {
+                return TYPE_NAME.to_string();
+            }
             bin.types()
                 .and_then(|r| r.read(addr).ok())
                 .map(|t| t.name)

@@ -1,4 +1,5 @@
-//! The report as text for a terminal: maps by writes, each with its sites and top keys.
+//! The report as text for a terminal: maps by writes, each with its deletes and clears, sites,
+//! top keys and most deleted keys.
 use std::fmt::Write;
 
 use super::{MapReport, Report};
@@ -12,13 +13,15 @@ pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "ebpf-map-trace: pid {} ({}, {} maps), {} mode, {:.2}s, {} writes observed, {} lost, {} with unreadable keys",
+        "ebpf-map-trace: pid {} ({}, {} maps), {} mode, {:.2}s, {} writes, {} deletes, {} clears observed, {} lost, {} with unreadable keys",
         r.target.pid,
         r.target.go_version,
         r.target.map_impl,
         r.mode,
         r.duration_s,
         r.writes_observed,
+        r.deletes_observed,
+        r.clears_observed,
         r.lost_events,
         r.read_failures
     );
@@ -26,7 +29,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "INCOMPLETE: {why}");
     }
     if r.maps.is_empty() {
-        let _ = writeln!(o, "\nno map writes seen");
+        let _ = writeln!(o, "\nno map operations seen");
     }
     for m in r.maps.iter().take(MAX_MAPS) {
         render_map(&mut o, m, r.mode == Mode::Budget);
@@ -56,16 +59,21 @@ fn render_map(o: &mut String, m: &MapReport, budget: bool) {
     } else {
         String::new()
     };
+    let map_removals = if budget {
+        removals(m.deletes_estimated, m.clears_estimated, true)
+    } else {
+        removals(m.deletes, m.clears, false)
+    };
     if budget {
         let _ = writeln!(
             o,
-            "\n{}  {}  ~{} writes ({} observed)",
+            "\n{}  {}  ~{} writes ({} observed){map_removals}",
             m.type_name, m.id, m.writes_estimated, m.writes
         );
     } else {
         let _ = writeln!(
             o,
-            "\n{}  {}  {} writes, {} distinct keys{inst}",
+            "\n{}  {}  {} writes{map_removals}, {} distinct keys{inst}",
             m.type_name, m.id, m.writes, m.distinct_keys
         );
     }
@@ -73,14 +81,23 @@ fn render_map(o: &mut String, m: &MapReport, budget: bool) {
         let _ = writeln!(o, "    {line}");
     }
     for s in m.sites.iter().take(MAX_SITES) {
+        // A site that only deletes or clears shows those instead of its (zero) writes.
+        let (count, what) = match (s.writes, s.deletes) {
+            (0, 0) => (s.clears, " clears ".to_string()),
+            (0, d) => (d, format!(" deletes{}", removals(0, s.clears, false))),
+            (w, _) => (w, format!("{:>5.1}%", share(w))),
+        };
         let _ = writeln!(
             o,
-            "    site  {:>10} {:>5.1}%  {} {}:{}",
-            s.writes,
-            share(s.writes),
+            "    site  {count:>10} {what}  {} {}:{}{}",
             s.function,
             s.file,
-            s.line
+            s.line,
+            if s.writes > 0 {
+                removals(s.deletes, s.clears, false)
+            } else {
+                String::new()
+            }
         );
     }
     if m.sites.len() > MAX_SITES {
@@ -92,25 +109,68 @@ fn render_map(o: &mut String, m: &MapReport, budget: bool) {
         );
     }
     for (i, k) in m.top_keys.iter().enumerate() {
-        let key = if k.truncated {
-            format!("{}…", k.key)
-        } else {
-            k.key.clone()
-        };
         let count = if budget {
             format!("~{} ±{}", k.writes_estimated, k.error_bound)
         } else {
             k.writes.to_string()
         };
+        let deletes = match (k.deletes, budget) {
+            (0, _) => String::new(),
+            (_, true) => format!("  (~{} deletes)", k.deletes_estimated),
+            (d, false) => format!("  ({d} deletes)"),
+        };
         let _ = writeln!(
             o,
-            "    #{:<3} {:>16} {:>5.1}%  {}",
+            "    #{:<3} {:>16} {:>5.1}%  {}{deletes}",
             i + 1,
             count,
             share(k.writes),
-            key
+            shown_key(&k.key, k.truncated)
         );
     }
+    if !m.top_deletes.is_empty() {
+        let _ = writeln!(o, "    most deleted keys:");
+    }
+    for (i, k) in m.top_deletes.iter().enumerate() {
+        let count = if budget {
+            format!("~{} ±{}", k.deletes_estimated, k.error_bound)
+        } else {
+            k.deletes.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "    d#{:<2} {:>16} deletes  {}  ({} writes)",
+            i + 1,
+            count,
+            shown_key(&k.key, k.truncated),
+            if budget {
+                format!("~{}", k.writes_estimated)
+            } else {
+                k.writes.to_string()
+            }
+        );
+    }
+}
+
+fn shown_key(key: &str, truncated: bool) -> String {
+    if truncated {
+        format!("{key}…")
+    } else {
+        key.to_string()
+    }
+}
+
+/// `, N deletes, M clears` (each only when there are any; `~` marks estimates).
+fn removals(deletes: u64, clears: u64, estimated: bool) -> String {
+    let tilde = if estimated { "~" } else { "" };
+    let mut out = String::new();
+    if deletes > 0 {
+        out.push_str(&format!(", {tilde}{deletes} deletes"));
+    }
+    if clears > 0 {
+        out.push_str(&format!(", {tilde}{clears} clears"));
+    }
+    out
 }
 
 /// Length, capacity, load, memory and growth of a map on one line, as far as they are known.

@@ -1,17 +1,21 @@
 //! Sampling: which part of the time the probes are attached and what the observed writes stand
 //! for. Pure logic, tested without BPF; the loop that attaches and detaches lives in `pipeline`.
-//! - `sampler`: the state machine a live loop runs (when to attach and detach; coverage so far).
-//! - `duty`: the duty cycle planned from the calibrated cost of a probed write and the rate seen
-//!   while attached, within the overhead budget.
-//! - `window`: what one attached window observed (writes per thread, when it was really live).
-//! - `estimate`: what the windows' writes stand for, and the error bound of the estimates.
+//! - `sampler`: the state machine a live loop runs (when to open and close windows; what the
+//!   counts so far stand for).
+//! - `duty`: the duty cycle planned from what windows cost the target and its natural CPU time,
+//!   within the overhead budget.
+//! - `window`: what a loop reads at a window's edges (the target's CPU clock, probe hits by
+//!   kind, writes) and the span between two edges.
+//! - `estimate`: what the windows' writes stand for (natural-CPU ratio estimator), and the error
+//!   bound of each estimate.
 pub mod duty;
 pub mod estimate;
 pub mod sampler;
 pub mod window;
 
-pub use sampler::{Coverage, Sampler, Step};
-pub use window::ThreadWrites;
+pub use estimate::{Clock, Extrapolation, Strata};
+pub use sampler::{ClosedWindow, Sampler, Step};
+pub use window::{Edge, ProbeCosts, Span};
 
 /// How much of the time the probes are attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -1,300 +1,304 @@
-//! The sampling state machine a live loop runs: when to attach and detach the probes (the duty
-//! cycle within the overhead budget, a window ended early by a burst, the gap that repays a
-//! window's probe time), and what the writes observed so far stand for (coverage and bias of
-//! the estimates). It holds no probes: the loop asks [`Sampler::step`] what to do, does it, and
-//! reports back with the kernel-clock bounds of the attach or detach call and the window's
-//! per-thread writes. Exact mode never detaches.
-use std::collections::HashMap;
+//! The sampling state machine a live loop runs. It holds no probes: the loop asks
+//! [`Sampler::step`] what to do, does it, and reports back with the [`Edge`] it read (the
+//! target's CPU clock and the probe counters) right after opening a window's gate or right before
+//! closing it. It plans the duty cycle, charges every window, gap and margin to the estimator,
+//! and says what the observed counts stand for at any moment ([`Sampler::extrapolation`]).
+//! Exact mode never closes its window and extrapolates nothing. While a window may stay open
+//! (the probes cost less than the budget), it is marked every `MARK_EVERY` instead: its gate
+//! closes for a moment (so that its records can all be taken in, however fast the target
+//! writes) and opens again; the estimator and the duty cycle see the load, and a rising load
+//! closes it.
 use std::time::{Duration, Instant};
 
-use super::duty::{gap_to_repay, DutyCycle, MIN_ON, PERIOD};
-use super::estimate::{closed_loop_factor, settle, ClosedWindow, Estimate};
-use super::window::active_window;
-use super::{Mode, ThreadWrites};
+use super::duty::{DutyCycle, MAX_OFF};
+use super::estimate::{Clock, CostFactor, Estimator, Extrapolation, Open};
+use super::window::{Edge, ProbeCosts, Span};
+use super::Mode;
 
 /// What the loop should do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Stay,
-    Attach,
-    Detach,
+    /// Attach the probes if they are not, read an edge, open the gate: [`Sampler::opened`].
+    Open,
+    /// Read an edge, close the gate (then detach): [`Sampler::closed`].
+    Close,
+    /// Read an edge, close the gate and open it again at once, the probes staying attached:
+    /// [`Sampler::marked`], [`Sampler::opened`].
+    Mark,
+    /// Read an edge in a gap: [`Sampler::replan`].
+    Replan,
 }
 
-/// How much of the target's writes were observed, as the estimates see it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Coverage {
-    /// Observed ÷ estimated writes (1.0 in exact mode).
-    pub fraction: f64,
-    /// What the estimator cannot tell, as a fraction of each estimate (closed-loop writers).
-    pub bias: f64,
+/// How often an open window with no end planned is marked (a load that starts is seen within
+/// this), and the first time.
+const MARK_EVERY: Duration = Duration::from_millis(250);
+const FIRST_MARK: Duration = Duration::from_millis(100);
+
+/// Probe time a window kept open may always spend (before the target's CPU time is known).
+const MIN_SPEND_S: f64 = 5e-4;
+
+/// A window overspends (and ends at once) past this many times its planned probe time.
+const BURST: f64 = 2.0;
+
+enum State {
+    /// Since this edge; until the planned end, if any.
+    Open { since: Edge, until: Option<Instant> },
+    /// Detached since this edge, until it is time to open again: when the gap has repaid the
+    /// window before it (`repays`: its length and probe time), planned at `planned` with the
+    /// target's CPU rate known then.
+    Closed {
+        since: Edge,
+        until: Instant,
+        repays: (Duration, f64),
+        planned: Instant,
+    },
 }
 
-impl Coverage {
-    pub const EXACT: Coverage = Coverage {
-        fraction: 1.0,
-        bias: 0.0,
-    };
+/// A window just closed: what it saw, and whether it was a census (no end planned: see
+/// `estimate`'s doc).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClosedWindow {
+    pub span: Span,
+    pub census: bool,
 }
 
 pub struct Sampler {
     mode: Mode,
-    /// Allowed slowdown, in percent.
-    overhead: f64,
-    /// Seconds one probed write costs the target.
-    cost_s: f64,
+    costs: ProbeCosts,
     duty: DutyCycle,
-    attached: bool,
-    started: Instant,
-    /// The window being measured (or the gap): when it started and when it is due to end.
-    window_start: Instant,
-    window_end: Instant,
-    /// When the current window's probes went in (kernel clock, before and after the attach).
-    attach_bounds: (u64, u64),
-    /// Attached time of the closed windows.
-    attached_total: Duration,
-    /// Writes observed when the last window closed.
-    writes_at_window: u64,
-    /// The window closed last, waiting for its gap to end.
-    pending: Option<ClosedWindow>,
-    /// Estimated writes of the settled windows.
-    settled: Estimate,
-    last_closed_loop: f64,
-    /// What the open window stands for: its cycle over its attached part.
-    window_scale: f64,
-    planned_cycle: Duration,
+    est: Estimator,
+    state: State,
+    /// Natural CPU seconds inside closed windows, and outside them (closed gaps).
+    natural_in: f64,
+    natural_out: f64,
 }
 
 impl Sampler {
-    /// A sampler whose probes went in between the kernel times `attach_bounds`, `started` being
-    /// just after. `cost_s` is the calibrated cost of one probed write (unused in exact mode).
-    pub fn new(
-        mode: Mode,
-        overhead_percent: f64,
-        cost_s: f64,
-        attach_bounds: (u64, u64),
-        started: Instant,
-    ) -> Sampler {
+    /// A sampler whose first window opened at `first` (its gate just opened).
+    pub fn new(mode: Mode, overhead_percent: f64, costs: ProbeCosts, first: Edge) -> Sampler {
         Sampler {
             mode,
-            overhead: overhead_percent,
-            cost_s,
-            duty: DutyCycle::new(overhead_percent, cost_s),
-            attached: true,
-            started,
-            window_start: started,
-            window_end: started + MIN_ON.max(Duration::from_millis(100)),
-            attach_bounds,
-            attached_total: Duration::ZERO,
-            writes_at_window: 0,
-            pending: None,
-            settled: Estimate::default(),
-            last_closed_loop: 1.0,
-            window_scale: 1.0,
-            planned_cycle: PERIOD,
+            costs,
+            duty: DutyCycle::new(overhead_percent),
+            est: Estimator::default(),
+            state: State::Open {
+                since: first,
+                until: None,
+            },
+            natural_in: 0.0,
+            natural_out: 0.0,
         }
     }
 
-    /// What to do at `now`, with `writes` observed since the start.
-    pub fn step(&self, now: Instant, writes: u64) -> Step {
+    /// The cost factor in place so far.
+    fn factor(&self, open: Option<&Span>) -> CostFactor {
+        CostFactor::of(&self.est.window_time(open), &self.costs)
+    }
+
+    /// What to do at `now`, with `write_hits` write probe hits so far (the probes' counter: the
+    /// records taken in may lag behind a fast writer).
+    pub fn step(&self, now: Instant, write_hits: u64) -> Step {
         if self.mode == Mode::Exact {
             return Step::Stay;
         }
-        if self.attached {
-            // A burst can spend the whole cycle's budget early: end the window at once then.
-            let spent = writes.saturating_sub(self.writes_at_window) as f64 * self.cost_s;
-            let burst = spent >= self.overhead / 100.0 * self.planned_cycle.as_secs_f64();
-            if now >= self.window_end || burst {
-                return Step::Detach;
+        match &self.state {
+            State::Open { since, until } => {
+                let plan = self.duty.plan();
+                // Probe time spent in this window so far.
+                let spent = write_hits.saturating_sub(since.write_hits) as f64
+                    * self.costs.write_s
+                    * self.factor(None).mid;
+                let Some(until) = until else {
+                    // A window kept open while the probes cost less than the budget ends as
+                    // soon as a load that starts has spent what a gap of MAX_OFF repays: not
+                    // at the next mark, which would put the budget in debt for many seconds
+                    // of gaps (and leave the estimates few windows).
+                    let repaid = now.saturating_duration_since(since.at) + MAX_OFF;
+                    if spent > self.duty.allowed_probe_s(repaid).max(MIN_SPEND_S) {
+                        return Step::Close;
+                    }
+                    // The first mark comes soon: a target the probes load heavily must not pay
+                    // for a whole second of them before the plan knows.
+                    let every = if self.est.windows() == 0 {
+                        FIRST_MARK
+                    } else {
+                        MARK_EVERY
+                    };
+                    return match plan {
+                        Some(_) => Step::Close,
+                        None if now >= since.at + every => Step::Mark,
+                        None => Step::Stay,
+                    };
+                };
+                // A burst can spend the window's budget early: end it at once then.
+                let planned = self.duty.planned_probe_s().unwrap_or(f64::INFINITY);
+                if now >= *until || spent > BURST * planned.max(1e-4) {
+                    Step::Close
+                } else {
+                    Step::Stay
+                }
             }
-        } else if now >= self.window_end {
-            return Step::Attach;
+            State::Closed { until, .. } if now >= *until => Step::Open,
+            // A long gap is planned again with the CPU rate it measured: a target that got busier
+            // since (a load that just started) repays sooner.
+            State::Closed { planned, .. } if now >= *planned + MAX_OFF => Step::Replan,
+            State::Closed { .. } => Step::Stay,
         }
-        Step::Stay
     }
 
-    /// The probes came out between the kernel times `detach` (the step decided at `now`);
-    /// `writes` observed since the start, `threads` the window's writes per thread.
-    pub fn detached(
-        &mut self,
-        now: Instant,
-        detach: (u64, u64),
-        writes: u64,
-        threads: HashMap<u32, ThreadWrites>,
-    ) {
-        let (active_start, on) = active_window(
-            self.attach_bounds,
-            detach,
-            ThreadWrites::span(threads.values()),
-        );
-        self.attached_total += on;
-        let window_writes = writes - self.writes_at_window;
-        self.duty.observe(window_writes, on);
-        self.last_closed_loop =
-            closed_loop_factor(threads.into_values(), on.as_secs_f64(), self.cost_s);
-        let (next_on, off) = self.duty.plan();
-        let off = off.max(gap_to_repay(
-            window_writes,
-            self.cost_s,
-            self.overhead,
-            now - self.window_start,
-        ));
-        // Horvitz–Thompson: this window stands for itself and the gap after it, for as long as
-        // that gap really lasts (settled when the next window starts).
-        self.pending = Some(ClosedWindow {
-            start_ns: active_start,
-            on,
-            writes: window_writes,
-            closed_loop: self.last_closed_loop,
-        });
-        // Records that arrive late (consumed during the gap) count for the next window.
-        self.writes_at_window = writes;
-        self.window_scale = (next_on + off).as_secs_f64() / next_on.as_secs_f64().max(1e-9);
-        self.planned_cycle = next_on + off;
-        // With no gap, the next window starts at once.
-        self.window_end = now + off;
-        self.attached = false;
+    /// The window's gate just opened, at `edge` (the probes attached before it).
+    pub fn opened(&mut self, edge: Edge) {
+        if let State::Closed { since, .. } = &self.state {
+            let gap = Span::between(since, &edge, &self.costs);
+            let x = gap.cpu_s - self.factor(None).mid * gap.probe_s;
+            self.natural_out += x.max(0.0);
+            self.duty.natural(x, gap.wall_s);
+            self.est.add_gap(&gap);
+        }
+        let until = self.duty.plan().map(|(on, _)| edge.at + on);
+        self.state = State::Open { since: edge, until };
     }
 
-    /// The probes went in between the kernel times `attach`; `now` just after.
-    pub fn attached(&mut self, attach: (u64, u64), now: Instant) {
-        self.attach_bounds = attach;
-        settle(&mut self.pending, &mut self.settled, attach.1);
-        self.window_start = now;
-        self.window_end = now + self.duty.plan().0;
-        self.attached = true;
+    /// Ends the window at `edge` (read just before its gate closed) and records it; returns it
+    /// (for per-map observations).
+    fn end_window(&mut self, edge: &Edge) -> ClosedWindow {
+        let State::Open { since, until } = &self.state else {
+            return ClosedWindow::default();
+        };
+        let census = until.is_none();
+        let w = Span::between(since, edge, &self.costs);
+        let m = self.factor(Some(&w)).mid;
+        let x = w.cpu_s - m * w.probe_s;
+        self.natural_in += x.max(0.0);
+        self.duty.window(m * w.probe_s, w.wall_s);
+        // A window's natural CPU is the difference of two near numbers when probes take most of
+        // it: the gaps tell the natural rate then (until the first gap, its CPU time stands in).
+        if w.probe_s * m < 0.5 * w.cpu_s {
+            self.duty.natural(x, w.wall_s);
+        } else if !self.duty.knows_natural() {
+            self.duty.natural(w.cpu_s, w.wall_s);
+        }
+        self.est.close_window(&w, census);
+        ClosedWindow { span: w, census }
     }
 
-    pub fn is_attached(&self) -> bool {
-        self.attached
+    /// The gate is about to close at `edge`; the probes are detached next.
+    pub fn closed(&mut self, edge: Edge) -> ClosedWindow {
+        let closed = self.end_window(&edge);
+        let w = &closed.span;
+        let m = self.factor(None).mid;
+        let off = self
+            .duty
+            .gap_after(Duration::from_secs_f64(w.wall_s), m * w.probe_s);
+        let off = match self.duty.plan() {
+            Some((_, planned)) => off.max(planned),
+            None => off,
+        };
+        self.state = State::Closed {
+            since: edge,
+            until: edge.at + off,
+            repays: (Duration::from_secs_f64(w.wall_s), m * w.probe_s),
+            planned: edge.at,
+        };
+        closed
     }
 
-    /// Time the probes were attached since the start.
-    pub fn attached_time(&self, now: Instant) -> Duration {
-        self.attached_total
-            + if self.attached {
-                now - self.window_start
-            } else {
-                Duration::ZERO
-            }
+    /// The gap so far, read at `edge`: its end planned again with the target's CPU rate in it.
+    pub fn replan(&mut self, edge: &Edge) {
+        let m = self.factor(None).mid;
+        let State::Closed {
+            since,
+            until,
+            repays,
+            planned,
+        } = &mut self.state
+        else {
+            return;
+        };
+        let gap = Span::between(since, edge, &self.costs);
+        self.duty.natural(gap.cpu_s - m * gap.probe_s, gap.wall_s);
+        *until = since.at + self.duty.gap_after(repays.0, repays.1);
+        *planned = edge.at;
     }
 
-    /// What `writes` observed so far stand for at `now` (`now_ns` on the kernel clock); `done`
-    /// when the trace ends now (then the open window stands for itself only).
-    pub fn coverage(&self, writes: u64, now: Instant, now_ns: u64, done: bool) -> Coverage {
+    /// The open window was marked at `edge` (read just before its gate closed for a moment, the
+    /// probes staying attached): the window ends here, and the next opens at once ([`opened`]),
+    /// the moment between them a gap whose probe hits cost.
+    ///
+    /// [`opened`]: Sampler::opened
+    pub fn marked(&mut self, edge: Edge) -> ClosedWindow {
+        let w = self.end_window(&edge);
+        self.state = State::Closed {
+            since: edge,
+            until: edge.at,
+            repays: (Duration::ZERO, 0.0),
+            planned: edge.at,
+        };
+        w
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open { .. })
+    }
+
+    /// Whether a window is open with no end planned (exact mode, or a target the budget allows
+    /// to be watched all the time): nothing is due but its marks.
+    pub fn open_ended(&self) -> bool {
+        matches!(self.state, State::Open { until: None, .. })
+    }
+
+    /// What observed counts stand for at `now` (an edge read now).
+    pub fn extrapolation(&self, now: &Edge) -> Extrapolation {
         if self.mode == Mode::Exact {
-            return Coverage::EXACT;
+            return Extrapolation::EXACT;
         }
-        // The open window stands for the gap planned after it, unless the trace ends now.
-        let mut total = self.settled;
-        if self.attached {
-            let scale = if done { 1.0 } else { self.window_scale };
-            let open = writes.saturating_sub(self.writes_at_window) as f64 * scale;
-            total.add(open, self.last_closed_loop);
-        }
-        let mut provisional = self.pending;
-        settle(&mut provisional, &mut total, now_ns);
-        if writes > 0 && total.mid > 0.0 {
-            Coverage {
-                fraction: (writes as f64 / total.mid).clamp(1e-6, 1.0),
-                bias: total.spread / total.mid,
+        match &self.state {
+            State::Open { since, until } => {
+                let open = Span::between(since, now, &self.costs);
+                let open = match until {
+                    Some(_) => Open::Planned(&open),
+                    None => Open::Census(&open),
+                };
+                self.est.extrapolation(Some(open), None, &self.costs)
             }
+            State::Closed { since, .. } => {
+                let gap = Span::between(since, now, &self.costs);
+                self.est.extrapolation(None, Some(&gap), &self.costs)
+            }
+        }
+    }
+
+    /// The target's progress so far by each clock ([`Clock::index`]): observed (in windows) and
+    /// in all.
+    pub fn progress(&self, now: &Edge) -> [(f64, f64); 3] {
+        let m = self.factor(None).mid;
+        let (since, open) = match &self.state {
+            State::Open { since, .. } => (since, true),
+            State::Closed { since, .. } => (since, false),
+        };
+        let s = Span::between(since, now, &self.costs);
+        let x = (s.cpu_s - m * s.probe_s).max(0.0);
+        let observed = self.natural_in + if open { x } else { 0.0 };
+        let natural = (observed, self.natural_in + self.natural_out + x);
+        let (w, g) = if open {
+            (Some(&s), None)
         } else {
-            // Before any write: the attached-time fraction.
-            let elapsed = (now - self.started).as_secs_f64().max(1e-9);
-            let c = self.attached_time(now).as_secs_f64() / elapsed;
-            Coverage {
-                fraction: c.clamp(1e-6, 1.0),
-                bias: 0.0,
-            }
-        }
+            (None, Some(&s))
+        };
+        let [io_bytes, wakeups] = self.est.event_ticks(w, g);
+        let mut by_clock = [(0.0, 0.0); 3];
+        by_clock[Clock::IoBytes.index()] = io_bytes;
+        by_clock[Clock::Wakeups.index()] = wakeups;
+        by_clock[Clock::NaturalCpu.index()] = natural;
+        by_clock
     }
 
     /// Estimated slowdown of the target, in percent.
     pub fn overhead_percent(&self) -> f64 {
-        self.duty.estimated_overhead() * 100.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: u64 = 1_000_000;
-
-    fn threads(writes: u64, first_ns: u64, last_ns: u64) -> HashMap<u32, ThreadWrites> {
-        HashMap::from([(
-            1,
-            ThreadWrites {
-                writes,
-                first_ns,
-                last_ns,
-            },
-        )])
-    }
-
-    #[test]
-    fn exact_mode_stays_attached_and_covers_everything() {
-        let t0 = Instant::now();
-        let s = Sampler::new(Mode::Exact, 1.0, 1e-6, (0, 0), t0);
-        let later = t0 + Duration::from_secs(60);
-        assert_eq!(s.step(later, 1_000_000_000), Step::Stay);
-        assert_eq!(s.coverage(5, later, 0, false), Coverage::EXACT);
-        assert_eq!(s.attached_time(later), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn a_budget_cycle_detaches_then_attaches_and_estimates_from_the_window() {
-        let t0 = Instant::now();
-        // 1 µs per write at a 1 % budget.
-        let mut s = Sampler::new(Mode::Budget, 1.0, 1e-6, (0, MS), t0);
-        assert_eq!(s.step(t0 + Duration::from_millis(50), 100), Step::Stay);
-        // The first window ends after 100 ms.
-        let end = t0 + Duration::from_millis(100);
-        assert_eq!(s.step(end, 1000), Step::Detach);
-        // 100k writes/s seen: 10 % of the time in probes unsampled, so cover a tenth.
-        s.detached(
-            end,
-            (100 * MS, 101 * MS),
-            10_000,
-            threads(10_000, MS, 100 * MS),
-        );
-        assert!(!s.is_attached());
-        assert_eq!(s.step(end + Duration::from_millis(1), 10_000), Step::Stay);
-        let gap_end = end + Duration::from_secs(1);
-        assert_eq!(s.step(gap_end, 10_000), Step::Attach);
-        s.attached(((1100) * MS, 1101 * MS), gap_end);
-        // The window stood for itself and its gap: 10k writes live for 99 ms (first to last
-        // write), then the gap until 1101 ms; a closed-loop writer spent 10 % of it in probes.
-        let c = s.coverage(10_000, gap_end, 1101 * MS, false);
-        let unaffected = 10_000.0 * (1101.0 - 1.0) / 99.0;
-        let slowed = 1.0 / (1.0 - 10_000.0 / 0.099 * 1e-6);
-        let expected = unaffected * (1.0 + slowed) / 2.0;
-        assert!(
-            (10_000.0 / c.fraction - expected).abs() / expected < 0.01,
-            "coverage {c:?}"
-        );
-        let bias = (slowed - 1.0) / (slowed + 1.0);
-        assert!((c.bias - bias).abs() < 0.001, "{c:?}");
-        assert!(s.overhead_percent() > 0.0 && s.overhead_percent() <= 1.0 + 1e-9);
-    }
-
-    #[test]
-    fn a_burst_ends_the_window_early() {
-        let t0 = Instant::now();
-        let s = Sampler::new(Mode::Budget, 1.0, 1e-3, (0, 0), t0);
-        // 1 ms per write: ten writes spend the 1 s cycle's 10 ms budget.
-        assert_eq!(s.step(t0 + Duration::from_millis(1), 9), Step::Stay);
-        assert_eq!(s.step(t0 + Duration::from_millis(1), 10), Step::Detach);
-    }
-
-    #[test]
-    fn before_any_write_coverage_is_the_attached_time() {
-        let t0 = Instant::now();
-        let mut s = Sampler::new(Mode::Budget, 1.0, 1e-6, (0, 0), t0);
-        let end = t0 + Duration::from_millis(100);
-        s.detached(end, (100 * MS, 100 * MS), 0, HashMap::new());
-        let now = t0 + Duration::from_millis(400);
-        let c = s.coverage(0, now, 400 * MS, false);
-        assert!((c.fraction - 0.25).abs() < 0.01, "{c:?}");
+        match self.mode {
+            Mode::Exact => 0.0,
+            Mode::Budget => self.duty.estimated_overhead() * 100.0,
+        }
     }
 }

@@ -1,97 +1,142 @@
-//! A budget window's observations: per thread, its writes and the kernel times of its first and
-//! last write (how long the probes were really live, and how much a closed-loop writer was
-//! slowed by them).
-use std::collections::HashMap;
-use std::time::Duration;
+//! What a live loop reads at a budget window's edges, and what one window observed. A window is
+//! the time the BPF window gate was open (`window_open`: probes attached, writes recorded); its
+//! edges are read right after opening and right before closing the gate, so its writes and the
+//! target's CPU time between the edges belong to exactly the same span. The probe hits between
+//! edges (window or not: every hit costs the target a trap) say how much of that CPU time the
+//! probes took. Nothing here is per record: in-kernel counters drained at the window's close feed
+//! the same observations. Its system calls and wakeups are read at the edges too: what marks
+//! the target's progress without a probe in the way.
+use std::time::Instant;
 
-/// One thread's writes in a budget window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ThreadWrites {
+pub use crate::probe::calibrate::ProbeCosts;
+
+/// The tracer's counters and the target's CPU clock at one instant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Edge {
+    pub at: Instant,
+    /// The target's CPU time (all threads), seconds.
+    pub cpu_s: f64,
+    /// Probe hits so far, by kind.
+    pub write_hits: u64,
+    pub grow_hits: u64,
+    pub grow_ret_hits: u64,
+    /// Seconds the write program's body ran so far (in windows only).
+    pub program_s: f64,
+    /// Writes recorded so far (in windows only).
     pub writes: u64,
-    pub first_ns: u64,
-    pub last_ns: u64,
+    /// The target's read/write system calls, the bytes they moved and its voluntary context
+    /// switches so far (progress clocks that no probe slows: see `estimate`).
+    pub syscalls: u64,
+    pub io_bytes: u64,
+    pub wakeups: u64,
 }
 
-impl ThreadWrites {
-    /// Kernel times of the first and last of these writes (`None` without timestamps).
-    pub fn span<'a>(threads: impl IntoIterator<Item = &'a ThreadWrites>) -> Option<(u64, u64)> {
-        threads
-            .into_iter()
-            .filter(|t| t.first_ns != 0)
-            .map(|t| (t.first_ns, t.last_ns))
-            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+impl Edge {
+    /// Calibrated seconds of probe time for the hits since `earlier` (see [`Span::probe_s`]).
+    fn probe_s_since(&self, earlier: &Edge, c: &ProbeCosts) -> f64 {
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64;
+        d(self.write_hits, earlier.write_hits) * c.write_s
+            + d(self.grow_hits, earlier.grow_hits) * c.grow_s
+            + d(self.grow_ret_hits, earlier.grow_ret_hits) * c.grow_ret_s
     }
 }
 
-/// Threads told apart per window; the rest count under thread 0.
-const MAX_THREADS: usize = 4096;
-
-/// Per thread, the writes seen since the last [`WindowWrites::take`].
-#[derive(Default)]
-pub struct WindowWrites {
-    threads: HashMap<u32, ThreadWrites>,
+/// What happened between two edges.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Span {
+    pub wall_s: f64,
+    /// The target's CPU time.
+    pub cpu_s: f64,
+    /// The probes' time at their calibrated costs (the real one is this × the in-place factor,
+    /// see `estimate::CostFactor`).
+    pub probe_s: f64,
+    /// Write probe hits and the write program's run time (windows: for the in-place factor).
+    pub write_hits: u64,
+    pub program_s: f64,
+    /// Writes recorded.
+    pub writes: u64,
+    /// The target's read/write system calls, the bytes they moved and its voluntary context
+    /// switches.
+    pub syscalls: u64,
+    pub io_bytes: u64,
+    pub wakeups: u64,
 }
 
-impl WindowWrites {
-    /// One write of thread `tid` at kernel time `ts_ns` (0 without timestamps).
-    pub fn observe(&mut self, tid: u32, ts_ns: u64) {
-        let tid = if self.threads.len() < MAX_THREADS || self.threads.contains_key(&tid) {
-            tid
-        } else {
-            0
-        };
-        let t = self.threads.entry(tid).or_insert(ThreadWrites {
-            writes: 0,
-            first_ns: ts_ns,
-            last_ns: ts_ns,
-        });
-        t.writes += 1;
-        t.last_ns = ts_ns;
+impl Span {
+    pub fn between(from: &Edge, to: &Edge, costs: &ProbeCosts) -> Span {
+        Span {
+            wall_s: to.at.saturating_duration_since(from.at).as_secs_f64(),
+            cpu_s: (to.cpu_s - from.cpu_s).max(0.0),
+            probe_s: to.probe_s_since(from, costs),
+            write_hits: to.write_hits.saturating_sub(from.write_hits),
+            program_s: (to.program_s - from.program_s).max(0.0),
+            writes: to.writes.saturating_sub(from.writes),
+            syscalls: to.syscalls.saturating_sub(from.syscalls),
+            io_bytes: to.io_bytes.saturating_sub(from.io_bytes),
+            wakeups: to.wakeups.saturating_sub(from.wakeups),
+        }
     }
 
-    /// The writes per thread seen since the last call.
-    pub fn take(&mut self) -> HashMap<u32, ThreadWrites> {
-        std::mem::take(&mut self.threads)
+    pub fn add(&mut self, o: &Span) {
+        self.wall_s += o.wall_s;
+        self.cpu_s += o.cpu_s;
+        self.probe_s += o.probe_s;
+        self.write_hits += o.write_hits;
+        self.program_s += o.program_s;
+        self.writes += o.writes;
+        self.syscalls += o.syscalls;
+        self.io_bytes += o.io_bytes;
+        self.wakeups += o.wakeups;
     }
-}
-
-/// When a window's probes were really live, on the kernel clock: (start, length). Breakpoints go
-/// in somewhere inside the attach call and come out somewhere inside the detach call (tens of
-/// ms here), which is long next to a window of 25 ms. The writes' own kernel timestamps narrow
-/// it down: a write seen before the attach call returned proves the probes were live then, and
-/// likewise at the end; without such evidence the window is the part surely live.
-pub fn active_window(
-    attach: (u64, u64),
-    detach: (u64, u64),
-    writes: Option<(u64, u64)>,
-) -> (u64, Duration) {
-    let (start, end) = match writes {
-        Some((first, last)) => (
-            first.clamp(attach.0, attach.1),
-            last.clamp(detach.0, detach.1),
-        ),
-        None => (attach.1, detach.0),
-    };
-    (
-        start,
-        Duration::from_nanos(end.saturating_sub(start).max(1_000)),
-    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ThreadWrites;
+    use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn the_span_of_a_window_runs_from_the_first_to_the_last_write_of_any_thread() {
-        let t = |first_ns, last_ns| ThreadWrites {
-            writes: 2,
-            first_ns,
-            last_ns,
+    fn a_span_charges_each_kind_of_hit_its_own_cost() {
+        let t0 = Instant::now();
+        let costs = ProbeCosts {
+            write_s: 1e-6,
+            grow_s: 2e-6,
+            grow_ret_s: 10e-6,
+            program_s: 0.5e-6,
+            write_single_stepped: false,
         };
-        assert_eq!(ThreadWrites::span(&[t(30, 90), t(10, 50)]), Some((10, 90)));
-        // Without timestamps (exact mode) there is no span.
-        assert_eq!(ThreadWrites::span(&[t(0, 0)]), None);
-        assert_eq!(ThreadWrites::span(&[]), None);
+        let a = Edge {
+            at: t0,
+            cpu_s: 1.0,
+            write_hits: 100,
+            grow_hits: 10,
+            grow_ret_hits: 1,
+            program_s: 0.0,
+            writes: 90,
+            syscalls: 5,
+            io_bytes: 500,
+            wakeups: 2,
+        };
+        let b = Edge {
+            at: t0 + Duration::from_millis(500),
+            cpu_s: 1.25,
+            write_hits: 1100,
+            grow_hits: 20,
+            grow_ret_hits: 3,
+            program_s: 0.0005,
+            writes: 1090,
+            syscalls: 205,
+            io_bytes: 40_500,
+            wakeups: 102,
+        };
+        let s = Span::between(&a, &b, &costs);
+        assert!((s.wall_s - 0.5).abs() < 1e-9);
+        assert!((s.cpu_s - 0.25).abs() < 1e-12);
+        // 1000 writes × 1 µs + 10 entries × 2 µs + 2 RETs × 10 µs.
+        assert!((s.probe_s - 1.04e-3).abs() < 1e-12, "{}", s.probe_s);
+        assert_eq!((s.write_hits, s.writes), (1000, 1000));
+        assert_eq!((s.syscalls, s.io_bytes, s.wakeups), (200, 40_000, 100));
+        // A clock read that went backwards (a thread's runtime folded in late) is no time.
+        assert_eq!(Span::between(&b, &a, &costs).cpu_s, 0.0);
     }
 }

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod probes;
+pub mod tmux;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -70,8 +71,15 @@ impl Toolchain {
 }
 
 /// All toolchains of [`GO_VERSIONS`], in that order. Panics if one is not installed.
+/// `EBPF_MAP_TRACE_TEST_GO=1.19,1.21.13` keeps only those (to run a matrix test on a few).
 pub fn toolchains() -> Vec<Toolchain> {
-    GO_VERSIONS.iter().map(|v| toolchain(v)).collect()
+    let only = std::env::var("EBPF_MAP_TRACE_TEST_GO").unwrap_or_default();
+    let only: Vec<&str> = only.split(',').filter(|v| !v.is_empty()).collect();
+    GO_VERSIONS
+        .iter()
+        .filter(|v| only.is_empty() || only.contains(v))
+        .map(|v| toolchain(v))
+        .collect()
 }
 
 /// The toolchain of one of [`GO_VERSIONS`]. Panics if it is not installed.
@@ -409,7 +417,9 @@ fn build_dir(
         .args(v.build_flags())
         .args(&recipe.flags)
         .envs(recipe.env.iter().map(|(k, v)| (k, v)))
-        .args(&files)
+        // The directory, not its files: files of other Go versions (`//go:build go1.21`) are
+        // left out as they should be (a list of files would compile them all).
+        .arg(".")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", tc.go.display()));
@@ -477,6 +487,150 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// The writes per key of a program's `counts` line (its `keys`).
+pub fn key_writes(counts: &Value) -> HashMap<&str, u64> {
+    counts["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["key"].as_str().unwrap(), k["writes"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Checks a report made with `--top top_n` against the `counts` lines of a program that counts its
+/// own writes (`stress`, `stackgrow`: `scenarios` of them, each with its writing `func`): per scenario,
+/// the maps written from its function hold exactly its writes and distinct keys; each map lists
+/// `top_n` keys (or all it has), every one with its true count; a scenario's only map ranks the
+/// program's most written keys.
+pub fn assert_counts_by_function(
+    label: &str,
+    program: &[Value],
+    report: &Value,
+    top_n: usize,
+    scenarios: usize,
+) {
+    let maps = report["maps"].as_array().expect("report maps");
+    let mut seen = 0;
+    for c in program.iter().filter(|v| v["event"] == "counts") {
+        seen += 1;
+        let sc = c["scenario"].as_str().unwrap();
+        let func = c["func"].as_str().unwrap();
+        let ours: Vec<&Value> = maps
+            .iter()
+            .filter(|m| {
+                m["sites"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["function"] == func)
+            })
+            .collect();
+        assert!(!ours.is_empty(), "{label} {sc}: no map written from {func}");
+        for m in &ours {
+            assert_eq!(m["type"], c["type"], "{label} {sc}: map type");
+        }
+        let writes: u64 = ours.iter().map(|m| m["writes"].as_u64().unwrap()).sum();
+        assert_eq!(writes, c["total"].as_u64().unwrap(), "{label} {sc}: writes");
+        let distinct: u64 = ours
+            .iter()
+            .map(|m| m["distinct_keys"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            distinct,
+            c["distinct"].as_u64().unwrap(),
+            "{label} {sc}: distinct keys"
+        );
+        let truth = key_writes(c);
+        for m in &ours {
+            let top = m["top_keys"].as_array().unwrap();
+            let distinct = m["distinct_keys"].as_u64().unwrap() as usize;
+            assert_eq!(
+                top.len(),
+                top_n.min(distinct),
+                "{label} {sc}: top keys of map {}",
+                m["id"]
+            );
+            for k in top {
+                let key = k["key"].as_str().unwrap();
+                assert_eq!(
+                    truth.get(key).copied(),
+                    k["writes"].as_u64(),
+                    "{label} {sc}: key {key:?}"
+                );
+            }
+        }
+        // A scenario with one map: its top keys are the program's most written, in order.
+        if let [m] = ours[..] {
+            let counts: Vec<u64> = m["top_keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["writes"].as_u64().unwrap())
+                .collect();
+            let want: Vec<u64> = c["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .take(top_n)
+                .map(|k| k["writes"].as_u64().unwrap())
+                .collect();
+            assert_eq!(counts, want, "{label} {sc}: ranking of the top {top_n}");
+        }
+    }
+    assert_eq!(
+        seen, scenarios,
+        "{label}: the program printed {seen} scenarios"
+    );
+}
+
+/// Runs the test program `bin` untraced, then under `ebpf-map-trace run --top TOP --json
+/// DIR/LABEL.json`, and checks that the tracer ran, harmed nothing (the program printed the same)
+/// and lost or misread nothing. Returns the program's JSON lines and the report.
+pub fn run_untraced_and_traced(
+    label: &str,
+    bin: &Path,
+    dir: &Path,
+    top: usize,
+) -> (Vec<Value>, Value) {
+    let plain = run_output(bin, &[], RUN_TIMEOUT);
+    assert!(
+        plain.status.success(),
+        "{label}: untraced run failed: {}",
+        plain.stderr
+    );
+    let json = dir.join(format!("{}.json", label.replace(' ', "-")));
+    let traced = run_output(
+        Path::new(env!("CARGO_BIN_EXE_ebpf-map-trace")),
+        &[
+            "run",
+            "--top",
+            &top.to_string(),
+            "--json",
+            json.to_str().unwrap(),
+            "--",
+            bin.to_str().unwrap(),
+        ],
+        RUN_TIMEOUT,
+    );
+    assert_eq!(
+        traced.status.code(),
+        Some(0),
+        "{label}: traced run failed: {}",
+        traced.stderr
+    );
+    assert!(
+        traced.stdout == plain.stdout,
+        "{label}: output differs when traced:\n--- untraced\n{}\n--- traced\n{}",
+        plain.stdout,
+        traced.stdout
+    );
+    let report: Value =
+        serde_json::from_str(&fs::read_to_string(&json).unwrap()).expect("report JSON");
+    assert_eq!(report["lost_events"], 0, "{label}: lost events");
+    assert_eq!(report["read_failures"], 0, "{label}: unreadable keys");
+    (json_lines(&plain.stdout), report)
+}
+
 /// Runs `bin args...` to completion (killing it after `timeout`) and returns what it printed.
 pub fn run_output(bin: &Path, args: &[&str], timeout: Duration) -> Output {
     run_command(Command::new(bin).args(args), timeout)
@@ -518,6 +672,63 @@ pub fn kill_group(child: &mut Child) {
     // SAFETY: kill(2) has no memory-safety preconditions; the group is our own child's.
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
     let _ = child.wait();
+}
+
+/// SIGKILLs process `pid` and every process it started (found through
+/// `/proc/PID/task/*/children`, children first stopped, then killed, so none escapes by forking
+/// meanwhile). For a child of the test that may have children of its own (a `run -- CMD`
+/// tracer, a server): what a failed test must not leave running.
+pub fn kill_tree(pid: u32) {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        // SAFETY: kill(2) has no memory-safety preconditions; these are our child's processes.
+        unsafe { libc::kill(p as libc::pid_t, libc::SIGSTOP) };
+        let tasks = fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten();
+        for t in tasks.flatten() {
+            let children = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            all.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    for p in all {
+        // SAFETY: as above.
+        unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+/// A child of the test that ends with the guard: dropped before it was reaped (a failed
+/// assertion on the way), it is killed with every process it started ([`kill_tree`]) and
+/// reaped. Use it as the `Child` it derefs to.
+pub struct ChildGuard(pub Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            kill_tree(self.0.id());
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Fails unless a program that was expected to stop by itself stopped without crashing: not
@@ -567,8 +778,10 @@ pub fn key_hash(text: &str) -> String {
 /// The metric families `serve` exports, as README.md ("serve") documents them for users: name
 /// and OpenMetrics type. Written out here, not taken from the exporter, so that a family the
 /// exporter drops or renames fails the tests that scrape it.
-pub const METRIC_FAMILIES: [(&str, &str); 11] = [
+pub const METRIC_FAMILIES: [(&str, &str); 13] = [
     ("gomap_writes_total", "counter"),
+    ("gomap_deletes_total", "counter"),
+    ("gomap_clears_total", "counter"),
     ("gomap_map_writes_per_second", "gauge"),
     ("gomap_hot_key_writes_per_second", "gauge"),
     ("gomap_key_writes_per_second", "histogram"),
@@ -628,6 +841,20 @@ pub fn stated_peak_rss(command: &str, binary_size: u64) -> u64 {
             )
         });
     (mib << 20) + 3 * binary_size
+}
+
+/// A process's peak RSS so far (`VmHWM`), in bytes; `None` once it is gone.
+pub fn vm_hwm_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Prints why a part of a test does not run, in the one form the suite uses for it. Written to
@@ -707,7 +934,7 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 /// let run = parse_keys(&p.finish());
 /// ```
 ///
-/// Dropping it kills the program if it is still running.
+/// Dropping it kills the program (and what it started) if it is still running.
 pub struct GoProcess {
     child: Child,
     exited: bool,
@@ -852,9 +1079,11 @@ impl GoProcess {
 }
 
 impl Drop for GoProcess {
+    /// A program still running (the test failed on the way) is killed with the processes it
+    /// started (`lifecycle -mode fork` starts one).
     fn drop(&mut self) {
         if !self.exited && self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
+            kill_tree(self.child.id());
             let _ = self.child.wait();
         }
     }
@@ -1107,6 +1336,21 @@ pub struct WorkloadDone {
     /// SHA-256 blocks of "other work" done between paced writes (0 without `-rate`).
     pub hashes: u64,
     /// The 50 most written keys, by writes descending, then key.
+    pub keys: Vec<KeyCount>,
+    /// The same per map written.
+    pub maps: Vec<WorkloadMap>,
+}
+
+/// One map of `workload`'s done line.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadMap {
+    /// `%p` of the map (the tracer's map id).
+    pub id: String,
+    pub writes: u64,
+    /// Keys written at least once.
+    pub distinct: u64,
+    /// Its 50 most written keys, by writes descending, then key.
     pub keys: Vec<KeyCount>,
 }
 

@@ -120,26 +120,56 @@ fn uprobe_events_file() -> String {
     std::fs::read_to_string(FILE).unwrap_or_else(|e| panic!("{FILE}: {e}"))
 }
 
-/// Lines of `/sys/kernel/tracing/uprobe_events` (or the debugfs copy) that name `binary`.
+/// Lines of `/sys/kernel/tracing/uprobe_events` that probe `binary` (`p:GROUP/NAME PATH:OFFSET`,
+/// PATH exactly `binary`, not a longer path that starts with it).
 pub fn uprobe_events_naming(binary: &Path) -> Vec<String> {
     let path = binary.to_string_lossy();
     uprobe_events_file()
         .lines()
-        .filter(|l| l.contains(path.as_ref()))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|t| t.rsplit_once(':'))
+                .is_some_and(|(p, _)| p == path)
+        })
         .map(str::to_string)
         .collect()
 }
 
-/// After a tracer is gone: none of its `links` remains in the kernel.
-pub fn assert_links_gone(links: &[u64], label: &str) {
-    let left: Vec<u64> = kernel_link_ids()
-        .into_iter()
-        .filter(|id| links.contains(id))
-        .collect();
+/// Ids of the links `bpftool link show` lists (a second reader of the kernel's link table).
+pub fn bpftool_link_ids() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "link", "show"])
+        .output()
+        .expect("bpftool is missing: apt package bpftool (./setup installs it)");
     assert!(
-        left.is_empty(),
-        "{label}: probes left behind: links {left:?}"
+        out.status.success(),
+        "bpftool link show: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let links: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("bpftool -j link show prints JSON");
+    links
+        .as_array()
+        .expect("a list of links")
+        .iter()
+        .filter_map(|l| l["id"].as_u64())
+        .collect()
+}
+
+/// After a tracer is gone: none of its `links` remains in the kernel, by libbpf's link
+/// iterator and by `bpftool link show`.
+pub fn assert_links_gone(links: &[u64], label: &str) {
+    for (who, ids) in [
+        ("libbpf", kernel_link_ids()),
+        ("bpftool", bpftool_link_ids()),
+    ] {
+        let left: Vec<u64> = ids.into_iter().filter(|id| links.contains(id)).collect();
+        assert!(
+            left.is_empty(),
+            "{label}: probes left behind: links {left:?} (listed by {who})"
+        );
+    }
 }
 
 /// After a tracer is gone: none of `links` remains, no link names `binary`, and no

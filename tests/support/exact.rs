@@ -9,24 +9,40 @@ use std::process::Command;
 use serde_json::Value;
 
 /// `ebpf-map-trace run --top 20 ARGS --json JSON -- BIN -n 3000`: the program's own lines and
-/// the report. Fails the test if the tracer fails.
+/// the report. Fails the test if the tracer fails or is still running after
+/// [`crate::common::RUN_TIMEOUT`] (then killed with its target).
 pub fn run_keys(label: &str, bin: &Path, args: &[&str], json: &Path) -> (Vec<Value>, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ebpf-map-trace"))
-        .args(["run", "--top", "20"])
-        .args(args)
-        .arg("--json")
-        .arg(json)
-        .arg("--")
-        .arg(bin)
-        .args(["-n", "3000"])
-        .output()
-        .unwrap();
+    run_keys_env(label, bin, args, &[], json)
+}
+
+/// [`run_keys`] with the tracer's environment extended by `env`.
+pub fn run_keys_env(
+    label: &str,
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    json: &Path,
+) -> (Vec<Value>, Value) {
+    let out = crate::common::run_command(
+        Command::new(env!("CARGO_BIN_EXE_ebpf-map-trace"))
+            .envs(env.iter().copied())
+            .args(["run", "--top", "20"])
+            .args(args)
+            .arg("--json")
+            .arg(json)
+            .arg("--")
+            .arg(bin)
+            .args(["-n", "3000"]),
+        crate::common::RUN_TIMEOUT,
+    );
     assert!(
         out.status.success(),
-        "{label}: tracer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "{label}: tracer failed ({}): {}",
+        out.status,
+        out.stderr
     );
-    let program = String::from_utf8_lossy(&out.stdout)
+    let program = out
+        .stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{label}: {e}: {l:?}")))
         .collect();
@@ -67,12 +83,7 @@ pub fn assert_counts_match(label: &str, program_out: &[Value], report: &Value, t
             );
         }
         // Top keys: same counts, same ranking of counts.
-        let truth: HashMap<&str, u64> = c["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| (k["key"].as_str().unwrap(), k["writes"].as_u64().unwrap()))
-            .collect();
+        let truth = crate::common::key_writes(c);
         let mut truth_counts: Vec<u64> = truth.values().copied().collect();
         truth_counts.sort_unstable_by(|a, b| b.cmp(a));
         let top_keys = m["top_keys"].as_array().unwrap();

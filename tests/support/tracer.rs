@@ -80,10 +80,15 @@ impl Tracer {
         (status, out, self.stderr())
     }
 
+    /// Sends `sig` to the tracer.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
     /// Sends SIGTERM and waits (at most 20 s) for the exit; its status, stdout and stderr.
     pub fn terminate(mut self) -> (ExitStatus, String, String) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         let t0 = Instant::now();
         let status = loop {
             if let Some(st) = self.child.try_wait().expect("waitpid") {
@@ -120,9 +125,11 @@ fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> JoinHandle<String
 }
 
 impl Drop for Tracer {
+    /// A tracer still running when the test ends (it failed on the way) is killed with what it
+    /// started (a `run -- CMD` target).
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
+            crate::common::kill_tree(self.child.id());
             let _ = self.child.wait();
         }
     }

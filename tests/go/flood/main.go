@@ -3,11 +3,12 @@
 // main.writeCalm — fewer than a tracer's ring buffer holds, so a tracer that keeps up with
 // nothing still sees every one of them — then -n distinct string keys ("flood:" + 32 digits)
 // written as fast as it can into one map[string]int from main.writeKey, deleting each key 1024
-// writes later so that the program itself stays small. Counts its own writes (without maps).
-// Standard library only, Go 1.19+.
+// writes later so that the program itself stays small. Counts its own writes and deletes
+// (without maps). Standard library only, Go 1.19+.
 //
-// Output: {"event":"done","writes":N,"distinct":N,"calm":K,"elapsed_ns":T}
-// (writes and distinct: the flood's; calm: the calm phase's writes, all to distinct keys).
+// Output: {"event":"done","writes":N,"distinct":N,"deletes":D,"calm":K,"elapsed_ns":T}
+// (writes, distinct and deletes: the flood's; calm: the calm phase's writes, all to distinct
+// keys).
 package main
 
 import (
@@ -48,7 +49,7 @@ func main() {
 	}
 	buf := make([]byte, 0, 64)
 	ring := make([]string, 1024)
-	var writes uint64
+	var writes, deletes uint64
 	start := time.Now()
 	for i := 0; i < *n; i++ {
 		k := key(buf, i)
@@ -57,9 +58,10 @@ func main() {
 		slot := i % len(ring)
 		if old := ring[slot]; old != "" {
 			delete(m, old)
+			deletes++
 		}
 		ring[slot] = k
 	}
-	fmt.Printf("{\"event\":\"done\",\"writes\":%d,\"distinct\":%d,\"calm\":%d,\"elapsed_ns\":%d}\n",
-		writes, writes, calmWrites, time.Since(start).Nanoseconds())
+	fmt.Printf("{\"event\":\"done\",\"writes\":%d,\"distinct\":%d,\"deletes\":%d,\"calm\":%d,\"elapsed_ns\":%d}\n",
+		writes, writes, deletes, calmWrites, time.Since(start).Nanoseconds())
 }

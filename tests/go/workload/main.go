@@ -10,16 +10,24 @@
 //
 // -hot-after S: from S seconds on, one write in four uses the new key "hot:1".
 //
+// Tight-loop variants (not with -rate):
+//   - -goroutines G: G goroutines write at once, each -writes writes into a map of its own
+//     (goroutine g draws its keys with seed + g); with -shared-map, all into one map under a
+//     mutex instead;
+//   - -distinct: every write a new key ("key:<i>" for write i of each goroutine), not Zipf.
+//
 // Output, one JSON object per line:
 //
 //	{"event":"ready","pid":P}                          (only with -wait; then blocks until SIGUSR1)
 //	{"event":"progress","writes":N,"elapsed_ns":T}     (every second, only with -progress)
-//	{"event":"done","writes":N,"elapsed_ns":T,"cpu_ns":C,"hashes":H,"keys":[{"key":K,"writes":n},...]}
+//	{"event":"done","writes":N,"elapsed_ns":T,"cpu_ns":C,"hashes":H,"keys":[{"key":K,"writes":n},...],
+//	 "maps":[{"id":"0xc000...","writes":N,"distinct":D,"keys":[...]},...]}
 //
 // cpu_ns is the process's user + system CPU time spent during the writes (all threads): what a
 // tracer's probes cost the program, unlike elapsed_ns undisturbed by other load on the machine.
 //
-// "keys" is the top 50, sorted by writes desc, then key.
+// "keys" is the top 50 over all writes, sorted by writes desc, then key; "maps" the same per map
+// written ("id" is its %p, the tracer's map id), with its count of distinct keys.
 package main
 
 import (
@@ -31,11 +39,15 @@ import (
 	"os/signal"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
 
 var m map[string]int // package-level: escapes to the heap
+
+// maps written by -goroutines (each escapes to the heap, like m).
+var maps []map[string]int
 
 //go:noinline
 func writeKey(m map[string]int, k string) { m[k]++ }
@@ -91,6 +103,13 @@ type keyCount struct {
 	Writes int    `json:"writes"`
 }
 
+type mapCount struct {
+	ID       string     `json:"id"`
+	Writes   int        `json:"writes"`
+	Distinct int        `json:"distinct"`
+	Keys     []keyCount `json:"keys"`
+}
+
 type doneEvent struct {
 	Event     string     `json:"event"`
 	Writes    int        `json:"writes"`
@@ -98,6 +117,70 @@ type doneEvent struct {
 	CPUNs     int64      `json:"cpu_ns"`
 	Hashes    int        `json:"hashes"`
 	Keys      []keyCount `json:"keys"`
+	Maps      []mapCount `json:"maps"`
+}
+
+// top returns the keys of counts (by id) written at least once: the top 50, by writes desc,
+// then key, and how many there are.
+func top(keys []string, counts []int) ([]keyCount, int) {
+	out := []keyCount{}
+	for id, c := range counts {
+		if c > 0 {
+			out = append(out, keyCount{Key: keys[id], Writes: c})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Writes != out[j].Writes {
+			return out[i].Writes > out[j].Writes
+		}
+		return out[i].Key < out[j].Key
+	})
+	n := len(out)
+	if len(out) > 50 {
+		out = out[:50]
+	}
+	return out, n
+}
+
+// parallel runs -goroutines writers in tight loops, each counting its own writes per key id;
+// returns the per-map counts (one map each, or one shared map).
+func parallel(g, writes, nkeys int, seed uint64, distinct, shared bool, keys []string) [][]int {
+	counts := make([][]int, g)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < g; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c := make([]int, len(keys))
+			mine := maps[0]
+			if !shared {
+				mine = maps[i]
+			}
+			const mask = 1<<16 - 1
+			var draws []int32
+			if !distinct {
+				draws = samples(seed+uint64(i), nkeys, mask+1)
+			}
+			for n := 0; n < writes; n++ {
+				id := n
+				if !distinct {
+					id = int(draws[n&mask])
+				}
+				if shared {
+					mu.Lock()
+					writeKey(mine, keys[id])
+					mu.Unlock()
+				} else {
+					writeKey(mine, keys[id])
+				}
+				c[id]++
+			}
+			counts[i] = c
+		}(i)
+	}
+	wg.Wait()
+	return counts
 }
 
 var out = json.NewEncoder(os.Stdout)
@@ -118,10 +201,16 @@ func main() {
 	progress := flag.Bool("progress", false, `print {"event":"progress",...} every second`)
 	wait := flag.Bool("wait", false, `print {"event":"ready","pid":P} and wait for SIGUSR1 before writing`)
 	seed := flag.Uint64("seed", 1, "PRNG seed")
+	goroutines := flag.Int("goroutines", 1, "tight loop: writers at once, each into a map of its own")
+	sharedMap := flag.Bool("shared-map", false, "with -goroutines: all writers into one map (under a mutex)")
+	distinct := flag.Bool("distinct", false, "tight loop: every write a new key")
 	flag.Parse()
-	if *writes < 0 || *nkeys < 1 || *nkeys > 1<<30 {
-		fmt.Fprintln(os.Stderr, "workload: need -writes >= 0 and -keys >= 1")
+	if *writes < 0 || *nkeys < 1 || *nkeys > 1<<30 || *goroutines < 1 {
+		fmt.Fprintln(os.Stderr, "workload: need -writes >= 0, -keys >= 1 and -goroutines >= 1")
 		os.Exit(2)
+	}
+	if *distinct {
+		*nkeys = *writes
 	}
 
 	keys := make([]string, *nkeys+1)
@@ -171,6 +260,41 @@ func main() {
 	}
 
 	n := 0
+	if *rate <= 0 && (*goroutines > 1 || *distinct) {
+		nmaps := *goroutines
+		if *sharedMap {
+			nmaps = 1
+		}
+		maps = make([]map[string]int, nmaps)
+		for i := range maps {
+			maps[i] = make(map[string]int)
+		}
+		perMap := parallel(*goroutines, *writes, *nkeys, *seed, *distinct, *sharedMap, keys)
+		elapsed := time.Since(start)
+		cpu := cpuTime() - cpuStart
+		all := make([]int, len(keys))
+		done := doneEvent{Event: "done", Writes: *goroutines * *writes, ElapsedNs: int64(elapsed), CPUNs: cpu}
+		for i, m := range maps {
+			mc := mapCount{ID: fmt.Sprintf("%p", m)}
+			for g, c := range perMap {
+				if g == i || *sharedMap {
+					for id, x := range c {
+						all[id] += x
+						mc.Writes += x
+					}
+				}
+			}
+			counts := all
+			if !*sharedMap {
+				counts = perMap[i]
+			}
+			mc.Keys, mc.Distinct = top(keys, counts)
+			done.Maps = append(done.Maps, mc)
+		}
+		done.Keys, _ = top(keys, all)
+		emit(done)
+		return
+	}
 	if *rate > 0 {
 		end := time.Duration(*duration * float64(time.Second))
 		for {
@@ -206,22 +330,9 @@ func main() {
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpuStart
 
-	top := []keyCount{}
-	for id, c := range counts {
-		if c > 0 {
-			top = append(top, keyCount{Key: keys[id], Writes: c})
-		}
-	}
-	sort.Slice(top, func(i, j int) bool {
-		if top[i].Writes != top[j].Writes {
-			return top[i].Writes > top[j].Writes
-		}
-		return top[i].Key < top[j].Key
-	})
-	if len(top) > 50 {
-		top = top[:50]
-	}
-	emit(doneEvent{Event: "done", Writes: n, ElapsedNs: int64(elapsed), CPUNs: cpu, Hashes: hashes, Keys: top})
+	topKeys, distinctKeys := top(keys, counts)
+	only := mapCount{ID: fmt.Sprintf("%p", m), Writes: n, Distinct: distinctKeys, Keys: topKeys}
+	emit(doneEvent{Event: "done", Writes: n, ElapsedNs: int64(elapsed), CPUNs: cpu, Hashes: hashes, Keys: topKeys, Maps: []mapCount{only}})
 }
 
 // cpuTime is the process's user + system CPU time so far, in ns.
