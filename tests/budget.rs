@@ -27,12 +27,6 @@ fn require_root() {
     );
 }
 
-/// One test at a time: each measures a target's CPU time, which another test's load would skew.
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn require_tool(tool: &str, package: &str) {
     let found = Command::new("which")
         .arg(tool)
@@ -222,7 +216,7 @@ fn check_server(report: &Value, done: &Value) {
 fn closed_loop_estimates_are_within_their_bounds() {
     require_root();
     require_tool("ab", "apache2-utils");
-    let _alone = alone();
+    let _alone = common::alone();
     let (report, done) = traced_server(|url| {
         let out = common::run_command(
             Command::new("ab").args(["-q", "-c", "4", "-n", "80000", url]),
@@ -238,7 +232,7 @@ fn closed_loop_estimates_are_within_their_bounds() {
 fn open_loop_estimates_are_within_their_bounds() {
     require_root();
     require_tool("hey", "hey");
-    let _alone = alone();
+    let _alone = common::alone();
     let (report, done) = traced_server(|url| {
         let out = common::run_command(
             Command::new("hey").args(["-q", "250", "-c", "4", "-z", "15s", url]),
@@ -253,7 +247,7 @@ fn open_loop_estimates_are_within_their_bounds() {
 #[test]
 fn a_tight_loop_estimate_is_within_its_bound() {
     require_root();
-    let _alone = alone();
+    let _alone = common::alone();
     let target = GoProcess::start_waiting(&workload(), &["-writes", "100000000"]);
     let tracer = attach_top(target.pid(), &["--once", "--top", "3"]);
     target.release();
@@ -290,7 +284,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 fn live_rates_of_maps_groups_and_keys_match_the_request_rate() {
     require_root();
     require_tool("hey", "hey");
-    let _alone = alone();
+    let _alone = common::alone();
     let mut server = GoProcess::spawn(&kvserver(), &[]);
     let ready = server
         .next_line(common::RUN_TIMEOUT)
@@ -352,7 +346,7 @@ fn live_rates_of_maps_groups_and_keys_match_the_request_rate() {
 #[test]
 fn run_in_budget_mode_reports_bounds_and_exits_with_the_targets_status() {
     require_root();
-    let _alone = alone();
+    let _alone = common::alone();
     let dir = common::gotest_dir().join("budget-run");
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");

@@ -717,6 +717,7 @@ fn second_n(tc: &Toolchain) -> u64 {
 
 #[test]
 fn growth_sequence_matches_the_runtime_rules() {
+    let _cpu = common::among_others();
     require_root();
     let dir = tempdir("growth-sequence");
     for_each_build("growth sequence", |tc, v, bin| {
@@ -738,6 +739,7 @@ fn growth_sequence_matches_the_runtime_rules() {
 
 #[test]
 fn a_large_enough_hint_means_no_growth() {
+    let _cpu = common::among_others();
     require_root();
     let dir = tempdir("growth-hint");
     for_each_build("hint >= n", |tc, v, bin| {
@@ -762,6 +764,7 @@ fn a_large_enough_hint_means_no_growth() {
 
 #[test]
 fn string_keys_grow_like_int64_keys() {
+    let _cpu = common::among_others();
     require_root();
     let dir = tempdir("growth-string");
     for_each_build("string keys", |tc, v, bin| {
@@ -792,6 +795,7 @@ fn median3(mut d: [u64; 3]) -> u64 {
 
 #[test]
 fn large_grows_take_longer_than_small_ones() {
+    let _cpu = common::alone();
     require_root();
     let dir = tempdir("growth-durations");
     let n = 100_000;
@@ -865,6 +869,7 @@ fn large_grows_take_longer_than_small_ones() {
 
 #[test]
 fn traced_program_prints_what_it_prints_untraced() {
+    let _cpu = common::among_others();
     require_root();
     let dir = tempdir("growth-output");
     for_each_build("program output", |tc, v, bin| {

@@ -487,6 +487,21 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Tests whose numbers depend on the target's CPU time (budget estimates, growth durations)
+/// must not share the machine with another test of their binary: a paced loop starved of CPU
+/// writes in catch-up bursts that short windows sample unevenly (40 % low in CI), and a starved
+/// program's first growths took longer than its largest. Such a test holds [`alone`]; every
+/// other test of its binary holds [`among_others`].
+static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn among_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    CPU.read().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The writes per key of a program's `counts` line (its `keys`).
 pub fn key_writes(counts: &Value) -> HashMap<&str, u64> {
     counts["keys"]

@@ -25,19 +25,7 @@ pub fn require_root() {
     );
 }
 
-/// Budget-mode estimates sample the target's time: another test's load in the same test binary
-/// skews them (a paced loop starved of CPU writes in catch-up bursts that short windows sample
-/// unevenly: 40 % low in CI). Such a test holds [`alone`]; every other test of its binary holds
-/// [`among_others`].
-static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn among_others() -> std::sync::RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(|e| e.into_inner())
-}
+pub use crate::common::{alone, among_others};
 
 /// A directory of the test's own under `CARGO_TARGET_TMPDIR`.
 pub fn tempdir(name: &str) -> std::path::PathBuf {
