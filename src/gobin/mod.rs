@@ -67,6 +67,8 @@ pub struct GoBinary {
     pub map_impl: MapImpl,
     /// Frames of the PCs symbolized so far (`frames_at`).
     frames: inline::FrameCache,
+    /// `map_functions`, found once (a search of the whole function table).
+    map_functions: std::sync::OnceLock<Vec<ProbeSite>>,
     /// The file's mapping, when opened from a file (`release_pages`).
     mapped: Option<Arc<Mmap>>,
 }
@@ -186,6 +188,7 @@ impl GoBinary {
             map_impl,
             elf,
             frames: Default::default(),
+            map_functions: Default::default(),
             mapped: None,
         })
     }
@@ -196,10 +199,12 @@ impl GoBinary {
 
     /// Map-assign, delete and grow functions present, with probe points (x86-64 only).
     pub fn map_functions(&self) -> Vec<ProbeSite> {
-        match self.elf.arch {
-            Arch::X86_64 => probes::find(&self.elf, &self.pclntab),
-            Arch::Arm64 => Vec::new(),
-        }
+        self.map_functions
+            .get_or_init(|| match self.elf.arch {
+                Arch::X86_64 => probes::find(&self.elf, &self.pclntab),
+                Arch::Arm64 => Vec::new(),
+            })
+            .clone()
     }
 
     pub fn goid_offset(&self) -> Option<GoidOffset> {

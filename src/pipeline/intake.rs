@@ -11,13 +11,14 @@ use std::cell::RefCell;
 use anyhow::{Context, Result};
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
+use super::tracee::Tracee;
 use crate::bpf::MapOp;
 use crate::decode::internals::{GrowthMatcher, Trigger};
 use crate::decode::keys::{Decoders, Key};
 use crate::decode::records::{GrowEvent, GrowStart, HeaderRead, Record, WriteEvent};
 use crate::decode::slots::Ledger;
-use crate::decode::syncmap::{hidden_map_types, SyncFunctions, SYNC_MAP};
-use crate::gobin::{GoBinary, TypeReader};
+use crate::decode::syncmap::{SyncFunctions, SYNC_MAP};
+use crate::gobin::TypeReader;
 use crate::probe::session::Session;
 use crate::probe::tables::Slots;
 use crate::report::Aggregation;
@@ -53,11 +54,12 @@ pub struct Intake<'t, S> {
 }
 
 impl<'t, S: Sink> Intake<'t, S> {
-    /// For the process running `bin`.
-    pub fn new(bin: &'t GoBinary, sink: S) -> Self {
+    /// For the process of `tracee`.
+    pub fn new(tracee: &'t Tracee, sink: S) -> Self {
+        let bin = &tracee.bin;
         let types = bin.types();
         Intake {
-            hidden: types.as_ref().map(hidden_map_types).unwrap_or_default(),
+            hidden: tracee.hidden_map_types.clone(),
             sync_functions: SyncFunctions::of(bin),
             types,
             decoders: Decoders::default(),

@@ -138,7 +138,7 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
         counts: ExactCounts::default(),
         stacks: opts.stacks.then(StackCounts::exact),
     };
-    let intake = RefCell::new(Intake::new(&tracee.bin, sink));
+    let intake = RefCell::new(Intake::new(tracee, sink));
     let ring = ring(&session, &intake)?;
 
     let started = Instant::now();

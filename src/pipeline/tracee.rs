@@ -10,6 +10,7 @@ use libbpf_rs::OpenObject;
 
 use crate::bpf::KeyPlan;
 use crate::decode::keys::plans_for_binary;
+use crate::decode::syncmap::hidden_map_types;
 use crate::gobin::GoBinary;
 use crate::probe::load::{default_slot_sets, Load, MAX_RING_BYTES, MIN_RING_BYTES};
 use crate::probe::process::{process_ended, ExecWatch, ExitWatch};
@@ -52,6 +53,8 @@ pub struct Tracee {
     pub exe: PathBuf,
     pub bin: GoBinary,
     plans: Vec<(u64, KeyPlan)>,
+    /// Map types whose operations are kept out (see `decode::syncmap::hidden_map_types`).
+    pub hidden_map_types: Vec<u64>,
     exec: ExecWatch,
     /// Its exit, where the kernel gives a pidfd (else /proc is read each time).
     pub exit: Option<ExitWatch>,
@@ -64,17 +67,18 @@ impl Tracee {
         let exec = ExecWatch::new(pid, exe, held)?;
         let exit = ExitWatch::new(pid).ok();
         let bin = GoBinary::open(exe).with_context(|| exe.display().to_string())?;
-        let plans = bin
-            .types()
-            .as_ref()
-            .map(plans_for_binary)
-            .unwrap_or_default();
+        let types = bin.types();
+        let plans = types.as_ref().map(plans_for_binary).unwrap_or_default();
+        let hidden_map_types = types.as_ref().map(hidden_map_types).unwrap_or_default();
+        // What tracing reads of the whole function table, found now, before its pages go.
+        let _ = bin.map_functions();
         bin.release_pages();
         Ok(Tracee {
             pid,
             exe: exe.to_path_buf(),
             bin,
             plans,
+            hidden_map_types,
             exec,
             exit,
         })

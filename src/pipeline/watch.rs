@@ -177,12 +177,14 @@ pub fn run_live_on(
         ring_bytes,
     };
     let mut session = tracee.session(&mut storage, capture)?;
+    // Finding the probe points read the binary's code: its pages go back.
+    tracee.bin.release_pages();
     let watched = Watched {
         counts: LiveCounts::default(),
         on_event,
         on_grow,
     };
-    let intake = RefCell::new(Intake::new(&tracee.bin, watched));
+    let intake = RefCell::new(Intake::new(tracee, watched));
     let ring = ring(&session, &intake)?;
     let mut probes = Probes {
         pid: opts.pid,
@@ -336,14 +338,17 @@ fn refresh_now(
     let mut st = intake.borrow_mut();
     let Intake { growth, sink, .. } = &mut *st;
     growth.finish();
-    refresh(
+    let r = refresh(
         &tracee.bin,
         &mut sink.counts,
         &growth.resolved,
         &meta,
         basis,
         sampler.overhead_percent(),
-    )
+    );
+    // Naming sites and types read the binary's tables: their pages go back until next time.
+    tracee.bin.release_pages();
+    r
 }
 
 /// Opens, closes or marks a window as the sampler says at `now`. Returns false when the
