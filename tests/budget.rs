@@ -139,6 +139,11 @@ fn assert_within(what: &str, estimate: &Value, bound: &Value, truth: u64, report
         bound.as_f64().unwrap(),
         truth as f64,
     );
+    eprintln!(
+        "{what}: estimate {e} ± {b} for {t} (error {:+.1} %, bound {:.1} %)",
+        100.0 * (e - t) / t,
+        100.0 * b / t
+    );
     assert!(
         (e - t).abs() <= b,
         "{what}: estimate {e} ± {b}, truth {t} (coverage {})",
@@ -235,7 +240,7 @@ fn open_loop_estimates_are_within_their_bounds() {
     let _alone = common::alone();
     let (report, done) = traced_server(|url| {
         let out = common::run_command(
-            Command::new("hey").args(["-q", "250", "-c", "4", "-z", "15s", url]),
+            Command::new("hey").args(["-q", "500", "-c", "4", "-z", "15s", url]),
             common::RUN_TIMEOUT,
         );
         assert!(out.status.success(), "hey: {}", out.stderr);

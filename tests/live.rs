@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::tmux::{Ended, Session};
 use common::{GoProcess, Variant};
+use ebpf_map_trace::probe::load;
 use serde_json::Value;
 use tracer::Tracer;
 
@@ -288,21 +289,25 @@ fn memory_stays_bounded_with_five_million_distinct_keys() {
     ]);
     tracer.wait_attached();
     let tpid = tracer.child.id();
-    // Watch the tracer's peak RSS from another thread while this one reaps the target (a
-    // target left a zombie keeps the tracer's uprobe teardown waiting).
+    // A target that has written nothing yet: the ring exact mode starts with.
+    let quiet_rings = common::probes::ring_buffer_sizes(tpid);
+    // Watch the tracer's peak RSS and its largest ring from another thread while this one
+    // reaps the target (a target left a zombie keeps the tracer's uprobe teardown waiting).
     let watcher = std::thread::spawn(move || {
-        let mut peak = 0;
+        let (mut peak, mut largest_ring) = (0, 0);
         while let Some(h) = common::vm_hwm_bytes(tpid) {
             peak = peak.max(h);
-            std::thread::sleep(Duration::from_millis(100));
+            let rings = common::probes::ring_buffer_sizes(tpid);
+            largest_ring = rings.into_iter().fold(largest_ring, u64::max);
+            std::thread::sleep(Duration::from_millis(50));
         }
-        peak
+        (peak, largest_ring)
     });
     target.release();
     let truth = common::parse_growth(&target.finish());
     let (status, stdout, stderr) = tracer.finish_within(Duration::from_secs(120));
     assert!(status.success(), "top {status}: {stderr}");
-    let peak = watcher.join().unwrap();
+    let (peak, largest_ring) = watcher.join().unwrap();
     let report = json_lines(stdout.as_bytes()).pop().expect("a snapshot");
     let n = truth.done.n;
     let m = the_map(&report, "map[string]int");
@@ -322,6 +327,19 @@ fn memory_stays_bounded_with_five_million_distinct_keys() {
         observed + lost >= n && observed + lost <= n + OTHER_WRITES,
         "observed {observed} + lost {lost} vs the program's {n} writes (+ at most \
          {OTHER_WRITES} to other maps)"
+    );
+    // The ring: small while the target is quiet; grown under the flood (each new key is a
+    // record, read slower than the program writes them), at most to the largest.
+    eprintln!("rings: {quiet_rings:?} while quiet, largest {largest_ring} bytes");
+    assert_eq!(
+        quiet_rings,
+        [u64::from(load::EXACT_RING_BYTES)],
+        "the ring while the target is quiet"
+    );
+    assert!(
+        largest_ring > u64::from(load::EXACT_RING_BYTES)
+            && largest_ring <= u64::from(load::MAX_RING_BYTES),
+        "the ring did not grow under the flood, or grew past the largest: {largest_ring} bytes"
     );
     let size = std::fs::metadata(&bin).unwrap().len();
     let bound = common::stated_peak_rss("top --mode exact", size);

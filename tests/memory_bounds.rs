@@ -131,7 +131,7 @@ fn the_documented_peak_rss_is_what_the_formulas_give() {
         // The docs round the live bounds up to a whole MiB; each mode's largest ring.
         for (row, ring) in [
             ("top", load::MAX_BUDGET_RING_BYTES),
-            ("top --mode exact", load::MAX_RING_BYTES),
+            ("top --mode exact", load::EXACT_RINGS_AT_MOST),
         ] {
             let live = live::memory_bound_rss(64, size, ring);
             let stated = common::stated_peak_rss(row, size);

@@ -4,7 +4,8 @@
 //! key; every write and delete of the flood (the program counts both) is either observed or
 //! counted lost, and no more are counted lost than went unobserved; keys past the key budget are counted in their map but reported as
 //! untracked; nothing hangs (a watchdog kills the tracer after 240 s and fails); and the report
-//! says it is incomplete (JSON `complete: false` with reasons, `INCOMPLETE:` lines).
+//! says it is incomplete (JSON `complete: false` with reasons, `INCOMPLETE:` lines). `run`'s
+//! ring buffer is the largest from the start (nothing is known of a launched command's rate).
 //! `RELIAB_FLOOD_N` sets the number of keys (default 4 million, to keep CI short; the README
 //! records a 10-million run).
 mod common;
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Variant;
+use ebpf_map_trace::probe::load;
 use serde_json::Value;
 
 const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
@@ -45,7 +47,14 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
     let err = common::read_all(tracer.stderr.take().unwrap());
     // wait4 gives the tracer's own peak RSS (its target is its child, not ours).
     let t0 = Instant::now();
+    // The ring buffers the tracer holds, first and largest seen.
+    let (mut first_rings, mut largest_ring) = (Vec::new(), 0);
     let (status, maxrss_kib) = loop {
+        let rings = common::probes::ring_buffer_sizes(tracer.id());
+        if first_rings.is_empty() {
+            first_rings = rings.clone();
+        }
+        largest_ring = rings.into_iter().fold(largest_ring, u64::max);
         let mut st = 0;
         // SAFETY: wait4 on our own child with valid out-pointers.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -60,7 +69,7 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
                 t0.elapsed()
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
     let stdout = out.join().unwrap();
     let stderr = err.join().unwrap();
@@ -72,6 +81,16 @@ fn millions_of_distinct_keys_stay_in_bounds_and_are_reported_incomplete() {
     assert_eq!(done["writes"].as_u64(), Some(n));
     let calm = done["calm"].as_u64().expect("flood's calm count");
     let deletes_made = done["deletes"].as_u64().expect("flood's delete count");
+
+    eprintln!("rings: first seen {first_rings:?}, largest {largest_ring} bytes");
+    assert_eq!(
+        (first_rings, largest_ring),
+        (
+            vec![u64::from(load::MAX_RING_BYTES)],
+            u64::from(load::MAX_RING_BYTES)
+        ),
+        "run's ring: the largest, from the start"
+    );
 
     let size = std::fs::metadata(&bin).unwrap().len();
     let bound = common::stated_peak_rss("run", size);

@@ -156,10 +156,10 @@ static __always_inline void unlock_slot(struct slot *s, __u64 seq)
 static __always_inline long output_event(struct write_event *e)
 {
 	if (key_bytes <= KEY_SMALL)
-		return bpf_ringbuf_output(&events, e,
+		return ring_output(e,
 					  __builtin_offsetof(struct write_event, key) + 2 * KEY_SMALL,
 					  BPF_RB_NO_WAKEUP);
-	return bpf_ringbuf_output(&events, e, __builtin_offsetof(struct write_event, key) + 2 * KEY_MAX,
+	return ring_output(e, __builtin_offsetof(struct write_event, key) + 2 * KEY_MAX,
 				  BPF_RB_NO_WAKEUP);
 }
 
@@ -225,7 +225,7 @@ static __always_inline void send_header(struct pt_regs *ctx, const struct write_
 		.type = REC_HEADER, .tid = e->tid, .map_type = e->map_type, .map_ptr = e->map_ptr};
 
 	if (read_user(h.header, sizeof(h.header), (void *)ctx->bx) == 0)
-		bpf_ringbuf_output(&events, &h, sizeof(h), BPF_RB_NO_WAKEUP);
+		ring_output(&h, sizeof(h), BPF_RB_NO_WAKEUP);
 }
 
 /* Whether the operation's map saw a delete or a clear (this one marks it). Counts alone keep a

@@ -41,11 +41,45 @@ const volatile __u32 header_every = 1024;
 /* Tests: a fingerprint that ignores the key's bytes, so that keys collide (see aggregate.bpf.h). */
 const volatile __u32 weak_fingerprint = 0;
 
-/* Userspace reads the records (struct write_event, grow_start, grow_event) from here. Its size
- * is set at load time (probe::load). */
+/* The first ring the records (struct write_event, grow_start, grow_event) go to; its size is
+ * set at load time (probe::load). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 } events SEC(".maps");
+
+/* The ring the records go to now: `events` at load; userspace puts a larger ring in its place
+ * when a quarter of the one in use waits to be read (pipeline::ring). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_RINGBUF);
+		__uint(max_entries, 4096);
+	});
+} rings SEC(".maps") = {
+	.values = {[0] = &events},
+};
+
+/* The ring in use (never absent: slot 0 always holds one). */
+static __always_inline void *ring(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&rings, &zero);
+}
+
+/* bpf_ringbuf_output/reserve on the ring in use; -1/NULL if there is none. */
+#define ring_output(data, size, flags)                                                     \
+	({                                                                                 \
+		void *rb_ = ring();                                                        \
+		rb_ ? bpf_ringbuf_output(rb_, data, size, flags) : -1;                      \
+	})
+#define ring_reserve(size)                                                                 \
+	({                                                                                 \
+		void *rb_ = ring();                                                        \
+		rb_ ? bpf_ringbuf_reserve(rb_, size, 0) : (void *)0;                        \
+	})
 
 /* counter index -> count (per CPU: no contention on the hot path). */
 struct {
@@ -408,7 +442,7 @@ static __always_inline int write_record(struct pt_regs *ctx, __u64 pid_tgid, enu
 	__u64 bias;
 
 	/* Reserved in the ring buffer itself: no scratch buffer to claim. */
-	e = bpf_ringbuf_reserve(&events, size, 0);
+	e = ring_reserve(size);
 	if (!e) {
 		count(CNT_LOST);
 		return 0;
@@ -576,13 +610,13 @@ static __always_inline int handle_grow_entry(struct pt_regs *ctx)
 		struct grow_start start = {
 			.type = REC_GROW_START, .start_ns = g.start_ns, .pid = g.pid, .tid = g.tid};
 		last_write_of(g.tid, &start);
-		if (bpf_ringbuf_output(&events, &start, sizeof(start), 0) != 0)
+		if (ring_output(&start, sizeof(start), 0) != 0)
 			count(CNT_GROW_LOST);
 	}
 	if (cookie & GROW_AT_ENTRY) {
 		g.end_ns = g.start_ns;
 		g.map_ptr = map_identity(ctx, g.map_ptr, goid);
-		if (bpf_ringbuf_output(&events, &g, sizeof(g), 0) != 0)
+		if (ring_output(&g, sizeof(g), 0) != 0)
 			count(CNT_GROW_LOST);
 	}
 	return 0;
@@ -614,7 +648,7 @@ static __always_inline int handle_grow_ret(struct pt_regs *ctx)
 		g->flags |= EV_READ_FAILED;
 	g->map_ptr = map_identity(ctx, g->map_ptr, goid);
 	/* Same ring as the writes, so the triggering write comes just before it in order. */
-	if (bpf_ringbuf_output(&events, g, sizeof(*g), 0) != 0)
+	if (ring_output(g, sizeof(*g), 0) != 0)
 		count(CNT_GROW_LOST);
 	bpf_map_delete_elem(&grows_inflight, &goid);
 	return 0;

@@ -122,7 +122,7 @@ static __always_inline void sync_now(struct pt_regs *ctx, __u64 pid_tgid, __u64 
 {
 	const __u32 size = with_stack ? sizeof(struct write_event)
 				      : __builtin_offsetof(struct write_event, key) + 2 * cap;
-	struct write_event *e = bpf_ringbuf_reserve(&events, size, 0);
+	struct write_event *e = ring_reserve(size);
 
 	if (!e) {
 		count(CNT_LOST);
@@ -227,14 +227,14 @@ static __always_inline int handle_sync_ret(struct pt_regs *ctx)
 	    sync_did_it(ctx, bpf_get_attach_cookie(ctx) & COOKIE_ROLE_MASK)) {
 		/* The record's shape as handle_write_as would have sent it. */
 		if (capture_stack)
-			sent = bpf_ringbuf_output(&events, &p->e, sizeof(p->e), 0);
+			sent = ring_output(&p->e, sizeof(p->e), 0);
 		else if (key_bytes <= KEY_SMALL)
-			sent = bpf_ringbuf_output(&events, &p->e,
+			sent = ring_output(&p->e,
 						  __builtin_offsetof(struct write_event, key) +
 							  2 * KEY_SMALL,
 						  0);
 		else
-			sent = bpf_ringbuf_output(&events, &p->e,
+			sent = ring_output(&p->e,
 						  __builtin_offsetof(struct write_event, key) +
 							  2 * KEY_MAX,
 						  0);

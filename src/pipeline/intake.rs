@@ -6,10 +6,6 @@
 //! growths and sampled map headers), and the kernel's slots ([`Intake::drain`]: the operations
 //! counted there since the last drain). `sync.Map` operations come in as map operations (see
 //! `decode::syncmap`); the internal map of a `sync.Map` is kept out.
-use std::cell::RefCell;
-
-use anyhow::{Context, Result};
-use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
 use super::tracee::Tracee;
 use crate::bpf::MapOp;
@@ -143,35 +139,6 @@ impl<'t, S: Sink> Intake<'t, S> {
             }
         }
     }
-}
-
-/// The session's ring buffer, every record taken into `intake` as it is consumed.
-pub fn ring<'cb, S: Sink>(
-    session: &Session<'_>,
-    intake: &'cb RefCell<Intake<'_, S>>,
-) -> Result<RingBuffer<'cb>> {
-    let mut builder = RingBufferBuilder::new();
-    builder
-        .add(&session.skel.maps.events, |data: &[u8]| {
-            intake.borrow_mut().take(data);
-            0
-        })
-        .context("setting up the ring buffer")?;
-    builder.build().context("setting up the ring buffer")
-}
-
-/// Takes in everything the programs sent so far: the ring's records, then the counts in the
-/// kernel's slots (in that order, see [`Intake::drain`]).
-pub fn take_all<S: Sink>(
-    session: &Session<'_>,
-    ring: &RingBuffer<'_>,
-    intake: &RefCell<Intake<'_, S>>,
-) -> Result<()> {
-    ring.consume().context("reading events")?;
-    if let Some(slots) = &session.slots {
-        intake.borrow_mut().drain(slots);
-    }
-    Ok(())
 }
 
 /// How the session's writes were counted in the kernel, when they were (for the report).

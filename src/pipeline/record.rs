@@ -5,9 +5,10 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::intake::{aggregation, ring, take_all, Intake, Sink};
+use super::intake::{aggregation, Intake, Sink};
+use super::ring::Ring;
 use super::stop::stop_requested;
 use super::tracee::{Capture, Tracee};
 use crate::bpf::MapOp;
@@ -16,6 +17,7 @@ use crate::decode::records::{HeaderRead, WriteEvent};
 use crate::hotkeys::exact::ExactCounts;
 use crate::hotkeys::stacks::StackCounts;
 use crate::probe::launch::HeldChild;
+use crate::probe::load::MAX_RING_BYTES;
 use crate::report::Aggregation;
 
 /// The process a recording follows.
@@ -131,6 +133,8 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
             stack: opts.stacks,
             // Writes by stack need each write; counts alone are aggregated in the kernel.
             aggregate: !opts.stacks,
+            // Nothing is known of a launched command's rate: the largest ring from the start.
+            ring_bytes: MAX_RING_BYTES,
             ..Capture::default()
         },
     )?;
@@ -139,7 +143,7 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
         stacks: opts.stacks.then(StackCounts::exact),
     };
     let intake = RefCell::new(Intake::new(tracee, sink));
-    let ring = ring(&session, &intake)?;
+    let ring = Ring::new(&session, &intake, MAX_RING_BYTES)?;
 
     let started = Instant::now();
     let started_wall = SystemTime::now();
@@ -154,10 +158,10 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
     let mut records_before = 0;
     loop {
         if Instant::now() >= next_drain {
-            take_all(&session, &ring, &intake)?;
+            ring.take_all(&session)?;
             next_drain = Instant::now() + DRAIN_EVERY;
         }
-        ring.consume().context("reading events")?;
+        ring.consume()?;
         if stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
@@ -186,10 +190,10 @@ pub fn record(tracee: &Tracee, target: &mut Target, opts: Options) -> Result<Rec
         std::thread::sleep(if busy { POLL_BUSY } else { POLL_QUIET });
     }
     let elapsed = started.elapsed();
-    ring.consume().context("reading events")?;
+    ring.consume()?;
     session.detach();
     // No program runs any more: the last records, then the slots' final counts.
-    take_all(&session, &ring, &intake)?;
+    ring.take_all(&session)?;
     let counters = session.counters();
     drop(ring);
 

@@ -12,7 +12,7 @@ use crate::bpf::KeyPlan;
 use crate::decode::keys::plans_for_binary;
 use crate::decode::syncmap::hidden_map_types;
 use crate::gobin::GoBinary;
-use crate::probe::load::{default_slot_sets, Load, MAX_RING_BYTES, MIN_RING_BYTES};
+use crate::probe::load::{default_slot_sets, Load, EXACT_RING_BYTES, MIN_RING_BYTES};
 use crate::probe::process::{process_ended, ExecWatch, ExitWatch};
 use crate::probe::session::Session;
 
@@ -30,7 +30,7 @@ pub struct Capture {
     /// Count writes in the kernel instead of taking each one as a record (see
     /// `probe::load::Load::slot_sets`).
     pub aggregate: bool,
-    /// The ring buffer's size (`probe::load`'s sizing rules; default the largest).
+    /// The first ring buffer's size (`probe::load`'s sizing rules; default exact mode's).
     pub ring_bytes: u32,
 }
 
@@ -43,7 +43,7 @@ impl Default for Capture {
             goroutine_ids: false,
             sampled: false,
             aggregate: false,
-            ring_bytes: MAX_RING_BYTES,
+            ring_bytes: EXACT_RING_BYTES,
         }
     }
 }

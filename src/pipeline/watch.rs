@@ -8,9 +8,9 @@ use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use libbpf_rs::RingBuffer;
 
-use super::intake::{aggregation, ring, take_all, Intake, Sink};
+use super::intake::{aggregation, Intake, Sink};
+use super::ring::Ring;
 use super::stop::stop_requested;
 use super::tracee::{Capture, Tracee};
 use super::wait::wait;
@@ -18,7 +18,7 @@ use crate::decode::keys::Key;
 use crate::decode::records::{GrowEvent, HeaderRead, WriteEvent};
 use crate::hotkeys::live::{LiveCounts, RateBasis};
 use crate::probe::calibrate::{probe_costs, ProbeCosts};
-use crate::probe::load::{budget_ring_bytes, preflight, MAX_RING_BYTES};
+use crate::probe::load::{budget_ring_bytes, preflight, EXACT_RING_BYTES, MAX_RING_BYTES};
 use crate::probe::process::{activity, exe_of, Activity};
 use crate::probe::session::Session;
 use crate::report::live::{refresh, Refresh};
@@ -92,17 +92,17 @@ impl Sink for Watched<'_, '_> {
 type WatchIntake<'t, 'h, 'e> = RefCell<Intake<'t, Watched<'h, 'e>>>;
 
 /// The loop's probes and what reads their edges.
-struct Probes<'s, 'o, 'r> {
+struct Probes<'s, 'o, 'r, 'cb, 't, 'h, 'e> {
     pid: u32,
     session: &'s mut Session<'o>,
-    ring: &'r RingBuffer<'r>,
+    ring: &'r Ring<'cb, 't, Watched<'h, 'e>>,
     /// The target's activity last read (kept when the target is gone).
     activity: Activity,
 }
 
-impl Probes<'_, '_, '_> {
-    /// The edge now, with `writes` recorded so far.
-    fn edge(&mut self, writes: u64) -> Edge {
+impl Probes<'_, '_, '_, '_, '_, '_, '_> {
+    /// Reads the target's activity now, while it is there.
+    fn observe(&mut self) {
         // Clocks never go back: a process that is exiting loses its threads one by one, and
         // what is left of it reads as less than before (keep the last whole reading).
         if let Some(a) = activity(self.pid) {
@@ -114,6 +114,11 @@ impl Probes<'_, '_, '_> {
                 wakeups: a.wakeups.max(last.wakeups),
             };
         }
+    }
+
+    /// The edge now, with `writes` recorded so far.
+    fn edge(&mut self, writes: u64) -> Edge {
+        self.observe();
         let c = self.session.counters();
         Edge {
             at: Instant::now(),
@@ -159,9 +164,9 @@ pub fn run_live_on(
     };
     let ring_bytes = match opts.mode {
         Mode::Budget => budget_ring_bytes(opts.overhead, costs.write_s, opts.key_bytes, opts.stack),
-        // The largest ring: measuring the rate first (a second skeleton loaded and attached)
-        // let short-lived targets exit before the trace's own probes were on.
-        Mode::Exact => MAX_RING_BYTES,
+        // A ring that grows with what the target sends (measuring the rate first, with a
+        // second skeleton loaded and attached, let short-lived targets exit untraced).
+        Mode::Exact => EXACT_RING_BYTES,
     };
     let mut storage = MaybeUninit::uninit();
     let capture = Capture {
@@ -185,7 +190,9 @@ pub fn run_live_on(
         on_grow,
     };
     let intake = RefCell::new(Intake::new(tracee, watched));
-    let ring = ring(&session, &intake)?;
+    // Budget mode's ring holds a window's records by its size: it never grows.
+    let grow_to = if budget { ring_bytes } else { MAX_RING_BYTES };
+    let ring = Ring::new(&session, &intake, grow_to)?;
     let mut probes = Probes {
         pid: opts.pid,
         session: &mut session,
@@ -230,13 +237,7 @@ fn watch(
     loop {
         // At most a batch: a target that writes faster than records are taken in must not keep
         // the loop from closing its window.
-        let taken = probes.ring.consume_raw_n(CONSUME_BATCH);
-        if taken < 0 {
-            anyhow::bail!(
-                "reading events: {}",
-                std::io::Error::from_raw_os_error(-taken)
-            );
-        }
+        probes.ring.consume_n(CONSUME_BATCH)?;
         let now = Instant::now();
         let gone = !follow_duty_cycle(&mut sampler, probes, intake, now)?;
         if ended.is_none() {
@@ -254,7 +255,7 @@ fn watch(
                 probes.session.set_window(false);
                 probes.session.detach();
             }
-            take_all(probes.session, probes.ring, intake)?;
+            probes.ring.take_all(probes.session)?;
             let mut r = refresh_now(opts, tracee, probes, &sampler, intake, &mut last);
             r.report.ended = ended.clone();
             if !on_refresh(r)? || done {
@@ -271,10 +272,15 @@ fn watch(
                 Mode::Budget => BUDGET_LOOK,
                 Mode::Exact => IDLE_POLL,
             };
-            if wait(probes.ring, tracee.exit.as_ref(), look.min(next)) {
+            if wait(probes.ring.epoll_fd(), tracee.exit.as_ref(), look.min(next)) {
                 std::thread::sleep(POLL.min(next));
             }
         } else {
+            if sampler.is_open() {
+                // A target that exits inside a window leaves its last reading as that
+                // window's end: all its writes are counted, so its clocks must be near it.
+                probes.observe();
+            }
             let pause = if sampler.is_open() { POLL } else { IDLE_POLL };
             std::thread::sleep(pause.min(next).max(Duration::from_millis(1)));
         }
@@ -338,17 +344,14 @@ fn refresh_now(
     let mut st = intake.borrow_mut();
     let Intake { growth, sink, .. } = &mut *st;
     growth.finish();
-    let r = refresh(
+    refresh(
         &tracee.bin,
         &mut sink.counts,
         &growth.resolved,
         &meta,
         basis,
         sampler.overhead_percent(),
-    );
-    // Naming sites and types read the binary's tables: their pages go back until next time.
-    tracee.bin.release_pages();
-    r
+    )
 }
 
 /// Opens, closes or marks a window as the sampler says at `now`. Returns false when the
@@ -389,7 +392,7 @@ fn follow_duty_cycle(
             probes.session.set_window(false);
             // The window's last records and its counts in the kernel's slots, before its writes
             // are counted (the gate is closed: this ends).
-            take_all(probes.session, probes.ring, intake)?;
+            probes.ring.take_all(probes.session)?;
             edge.writes = writes();
             let window = if st == Step::Close {
                 sampler.closed(edge)

@@ -16,10 +16,16 @@ use crate::bpf::{
     MapwriteSkel, MapwriteSkelBuilder, RawWriteEvent, EVENT_HEADER, KEY_MAX, KEY_SMALL, SLOT_WAYS,
 };
 
-/// The largest ring, and the one used when nothing is known of the write rate (`run`, which
-/// launches its target): room for ~290k short write records, what a saturated target on a few
-/// cores writes while the consumer pauses.
+/// The largest ring: room for ~260k short write records, what a saturated target on a few
+/// cores writes while the consumer pauses. Exact mode's ring grows to it from
+/// [`EXACT_RING_BYTES`] when the target sends that much (`pipeline::ring`).
 pub const MAX_RING_BYTES: u32 = 64 << 20;
+/// Exact mode's first ring: ~65k short records, 65 ms of a saturated target's writes when each
+/// is a record (the consumer reads every 2–20 ms, and grows the ring once a quarter waits).
+pub const EXACT_RING_BYTES: u32 = 16 << 20;
+/// Exact mode's ring bytes mapped at once at most: the largest ring and, while it drains, the
+/// first one it replaced.
+pub const EXACT_RINGS_AT_MOST: u32 = MAX_RING_BYTES + EXACT_RING_BYTES;
 /// The smallest ring: ~1,100 short write records.
 pub const MIN_RING_BYTES: u32 = 256 << 10;
 /// Budget mode's largest ring: a period's budget of records at 0.15 µs a write (cheaper writes

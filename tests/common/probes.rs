@@ -18,6 +18,25 @@ pub fn link_fdinfos(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// Sizes (`max_entries`) of the BPF ring buffers process `pid` holds (each once, however many
+/// of its fds name it), from its fdinfo.
+pub fn ring_buffer_sizes(pid: u32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    let field = |info: &str, name: &str| -> Option<u64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let rings: std::collections::BTreeMap<u64, u64> = dir
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|info| info.lines().any(|l| l == "map_type:\t27")) // BPF_MAP_TYPE_RINGBUF
+        .filter_map(|info| Some((field(&info, "map_id:")?, field(&info, "max_entries:")?)))
+        .collect();
+    rings.into_values().collect()
+}
+
 /// Ids of the BPF links process `pid` holds, from its fdinfo.
 pub fn links_of(pid: u32) -> Vec<u64> {
     link_fdinfos(pid)
