@@ -313,7 +313,10 @@ enum counter {
 	 * sync.Map entries) and growth entries' apart. */
 	CNT_STACK_REENTRY = 12,
 	CNT_GROW_STACK_REENTRY = 13,
-	CNT_MAX = 14,
+	/* sync.Map methods' RET probe hits that passed the pid filter (counted in CNT_HITS too):
+	 * single-stepped, so budget mode charges them at a single step's cost. */
+	CNT_SYNC_RET_HITS = 14,
+	CNT_MAX = 15,
 };
 
 /* The enums no record or plan carries, named once so that the skeleton generates them too. */

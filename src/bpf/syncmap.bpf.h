@@ -218,6 +218,7 @@ static __always_inline int handle_sync_ret(struct pt_regs *ctx)
 	if ((pid_tgid >> 32) != target_tgid)
 		return 0;
 	count(CNT_HITS);
+	count(CNT_SYNC_RET_HITS);
 	goid = current_goid(ctx);
 	p = bpf_map_lookup_elem(&sync_pending, &goid);
 	if (!p)

@@ -129,6 +129,7 @@ impl Probes<'_, '_, '_, '_, '_, '_, '_> {
             write_hits: c.hits,
             grow_hits: c.grow_hits,
             grow_ret_hits: c.grow_ret_hits,
+            sync_ret_hits: c.sync_ret_hits,
             program_s: c.prog_ns as f64 * 1e-9,
             writes,
         }

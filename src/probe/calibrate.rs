@@ -209,8 +209,8 @@ pub struct ProbeCosts {
     pub write_s: f64,
     /// A growth function's entry probe.
     pub grow_s: f64,
-    /// A growth function's RET probe (always single-stepped).
-    pub grow_ret_s: f64,
+    /// A RET probe (a growth function's, a `sync.Map` method's): always single-stepped.
+    pub ret_s: f64,
     /// The write program's body per hit, in the calibration.
     pub program_s: f64,
     /// Whether the write probe is single-stepped (its cost in place is much less certain).
@@ -250,7 +250,7 @@ pub fn probe_costs(bin: &GoBinary) -> Result<ProbeCosts> {
     Ok(ProbeCosts {
         write_s: in_place(write),
         grow_s: in_place(emulated(Role::GrowToSmall)),
-        grow_ret_s: calibration.single_stepped_s * SINGLE_STEP_IN_PLACE,
+        ret_s: calibration.single_stepped_s * SINGLE_STEP_IN_PLACE,
         program_s: calibration.program_s,
         write_single_stepped: !write,
     })

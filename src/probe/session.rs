@@ -28,6 +28,8 @@ pub struct Counters {
     /// Growth entry and RET probe hits (window open or not).
     pub grow_hits: u64,
     pub grow_ret_hits: u64,
+    /// `sync.Map` methods' RET probe hits (in `hits` too; single-stepped).
+    pub sync_ret_hits: u64,
     /// Nanoseconds the write program's body ran (budget mode only).
     pub prog_ns: u64,
     /// Writes that took an aggregation slot for their key (each sent its key as a record).
@@ -197,6 +199,7 @@ impl<'obj> Session<'obj> {
             read_failed: read(Counter::CNT_READ_FAILED),
             grow_hits: read(Counter::CNT_GROW_HITS),
             grow_ret_hits: read(Counter::CNT_GROW_RET_HITS),
+            sync_ret_hits: read(Counter::CNT_SYNC_RET_HITS),
             prog_ns: read(Counter::CNT_PROG_NS),
             slot_taken: read(Counter::CNT_SLOT_TAKEN),
             evicted: read(Counter::CNT_EVICTED),

@@ -632,7 +632,7 @@ mod tests {
         ProbeCosts {
             write_s: 1e-6,
             grow_s: 1e-6,
-            grow_ret_s: 10e-6,
+            ret_s: 10e-6,
             program_s: 0.4e-6,
             write_single_stepped: false,
         }

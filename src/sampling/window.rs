@@ -20,6 +20,8 @@ pub struct Edge {
     pub write_hits: u64,
     pub grow_hits: u64,
     pub grow_ret_hits: u64,
+    /// ...of the write hits, `sync.Map` methods' RETs (single-stepped).
+    pub sync_ret_hits: u64,
     /// Seconds the write program's body ran so far (in windows only).
     pub program_s: f64,
     /// Writes recorded so far (in windows only).
@@ -35,9 +37,11 @@ impl Edge {
     /// Calibrated seconds of probe time for the hits since `earlier` (see [`Span::probe_s`]).
     fn probe_s_since(&self, earlier: &Edge, c: &ProbeCosts) -> f64 {
         let d = |a: u64, b: u64| a.saturating_sub(b) as f64;
-        d(self.write_hits, earlier.write_hits) * c.write_s
+        let sync_rets = d(self.sync_ret_hits, earlier.sync_ret_hits);
+        (d(self.write_hits, earlier.write_hits) - sync_rets).max(0.0) * c.write_s
+            + sync_rets * c.ret_s
             + d(self.grow_hits, earlier.grow_hits) * c.grow_s
-            + d(self.grow_ret_hits, earlier.grow_ret_hits) * c.grow_ret_s
+            + d(self.grow_ret_hits, earlier.grow_ret_hits) * c.ret_s
     }
 }
 
@@ -101,7 +105,7 @@ mod tests {
         let costs = ProbeCosts {
             write_s: 1e-6,
             grow_s: 2e-6,
-            grow_ret_s: 10e-6,
+            ret_s: 10e-6,
             program_s: 0.5e-6,
             write_single_stepped: false,
         };
@@ -111,6 +115,7 @@ mod tests {
             write_hits: 100,
             grow_hits: 10,
             grow_ret_hits: 1,
+            sync_ret_hits: 0,
             program_s: 0.0,
             writes: 90,
             syscalls: 5,
@@ -123,6 +128,7 @@ mod tests {
             write_hits: 1100,
             grow_hits: 20,
             grow_ret_hits: 3,
+            sync_ret_hits: 100,
             program_s: 0.0005,
             writes: 1090,
             syscalls: 205,
@@ -132,8 +138,8 @@ mod tests {
         let s = Span::between(&a, &b, &costs);
         assert!((s.wall_s - 0.5).abs() < 1e-9);
         assert!((s.cpu_s - 0.25).abs() < 1e-12);
-        // 1000 writes × 1 µs + 10 entries × 2 µs + 2 RETs × 10 µs.
-        assert!((s.probe_s - 1.04e-3).abs() < 1e-12, "{}", s.probe_s);
+        // 900 writes × 1 µs + 100 sync.Map RETs × 10 µs + 10 entries × 2 µs + 2 RETs × 10 µs.
+        assert!((s.probe_s - 1.94e-3).abs() < 1e-12, "{}", s.probe_s);
         assert_eq!((s.write_hits, s.writes), (1000, 1000));
         assert_eq!((s.syscalls, s.io_bytes, s.wakeups), (200, 40_000, 100));
         // A clock read that went backwards (a thread's runtime folded in late) is no time.
