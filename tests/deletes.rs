@@ -74,24 +74,8 @@ fn trace_and_top_in_exact_mode_show_every_delete_and_clear() {
     let _cpu = traced::among_others();
     for tc in one_of_each() {
         let bin = common::build("deletes", &tc, Variant::Plain);
-        let label = format!("go{} trace", tc.version);
-        let (truth, out) = traced::live(
-            &bin,
-            &["-n", "2000"],
-            "trace",
-            &["--mode", "exact", "--json", "--max-rate", "100000000"],
-        );
-        ops::check_trace(&label, &truth, &common::json_lines(&out));
-
-        let label = format!("go{} top", tc.version);
-        let top = TOP.to_string();
-        let (truth, report) = traced::top_once(
-            &bin,
-            &["-n", "2000"],
-            &["--mode", "exact", "--duration", "120", "--top", &top],
-        );
-        assert_eq!(report["mode"], "exact", "{label}");
-        ops::check_exact(&label, &truth, &report, TOP, View::Live);
+        traced::trace_exact(&format!("go{} trace", tc.version), &bin, &["-n", "2000"]);
+        traced::top_exact(&format!("go{} top", tc.version), &bin, &["-n", "2000"], TOP);
     }
 }
 

@@ -114,15 +114,8 @@ fn trace_and_top_in_exact_mode_show_every_sync_map_operation() {
     for tc in one_of_each() {
         let bin = common::build("syncmap", &tc, Variant::Plain);
         let label = format!("go{} trace", tc.version);
-        let (truth, out) = traced::live(
-            &bin,
-            &["-n", "2000"],
-            "trace",
-            &["--mode", "exact", "--json", "--max-rate", "100000000"],
-        );
+        let (truth, lines) = traced::trace_exact(&label, &bin, &["-n", "2000"]);
         assert_eq!(truth.len(), scenarios(&tc), "{label}: scenarios");
-        let lines = common::json_lines(&out);
-        ops::check_trace(&label, &truth, &lines);
         for t in &truth {
             for l in lines
                 .iter()
@@ -132,15 +125,7 @@ fn trace_and_top_in_exact_mode_show_every_sync_map_operation() {
             }
         }
 
-        let label = format!("go{} top", tc.version);
-        let top = TOP.to_string();
-        let (truth, report) = traced::top_once(
-            &bin,
-            &["-n", "2000"],
-            &["--mode", "exact", "--duration", "120", "--top", &top],
-        );
-        assert_eq!(report["mode"], "exact", "{label}");
-        ops::check_exact(&label, &truth, &report, TOP, View::Live);
+        traced::top_exact(&format!("go{} top", tc.version), &bin, &["-n", "2000"], TOP);
     }
 }
 

@@ -277,12 +277,14 @@ fn watch(
                 std::thread::sleep(POLL.min(next));
             }
         } else {
-            if sampler.is_open() {
+            let pause = if sampler.is_open() {
                 // A target that exits inside a window leaves its last reading as that
                 // window's end: all its writes are counted, so its clocks must be near it.
                 probes.observe();
-            }
-            let pause = if sampler.is_open() { POLL } else { IDLE_POLL };
+                POLL
+            } else {
+                IDLE_POLL
+            };
             std::thread::sleep(pause.min(next).max(Duration::from_millis(1)));
         }
     }

@@ -88,6 +88,33 @@ pub fn top_once(bin: &Path, prog_args: &[&str], args: &[&str]) -> (Vec<Truth>, V
     (truth, report)
 }
 
+/// `trace --mode exact --json` on `bin prog_args...`, every line checked against the program's
+/// counts (`ops::check_trace`): the counts and the lines.
+pub fn trace_exact(label: &str, bin: &Path, prog_args: &[&str]) -> (Vec<Truth>, Vec<Value>) {
+    let (truth, out) = live(
+        bin,
+        prog_args,
+        "trace",
+        &["--mode", "exact", "--json", "--max-rate", "100000000"],
+    );
+    let lines = common::json_lines(&out);
+    ops::check_trace(label, &truth, &lines);
+    (truth, lines)
+}
+
+/// `top --once --mode exact --top TOP` on `bin prog_args...`: its last snapshot matches the
+/// program's counts (`ops::check_exact`).
+pub fn top_exact(label: &str, bin: &Path, prog_args: &[&str], top: usize) {
+    let top_arg = top.to_string();
+    let (truth, report) = top_once(
+        bin,
+        prog_args,
+        &["--mode", "exact", "--duration", "120", "--top", &top_arg],
+    );
+    assert_eq!(report["mode"], "exact", "{label}");
+    ops::check_exact(label, &truth, &report, top, ops::View::Live);
+}
+
 /// A program (run with `-linger`) under `serve --mode exact`, after it printed its counts and
 /// `/hotkeys` caught up with them.
 pub struct Served {
