@@ -283,8 +283,12 @@ impl Bench {
             "uprobe:{}:runtime.mapassign_faststr {{ @[str(reg(\"cx\"), reg(\"di\"))] = count(); }}",
             self.bin.display()
         );
+        // bpftrace's maps hold 4096 keys unless told otherwise: past that its updates fail
+        // early and it counts nothing. Room for every key the workload can write makes it do
+        // the tracer's job (all-distinct keys: one per write).
         let mut bt = Command::new("bpftrace")
             .args(["-e", &script])
+            .env("BPFTRACE_MAP_KEYS_MAX", (self.writes + 4096).to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

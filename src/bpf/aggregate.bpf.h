@@ -237,10 +237,12 @@ static __always_inline int churned(const struct write_event *e)
 {
 	__u8 one = 1;
 
-	if (churn_overflow || bpf_map_lookup_elem(&churned_maps, &e->map_ptr))
+	if (churn_overflow || (churned_any && bpf_map_lookup_elem(&churned_maps, &e->map_ptr)))
 		return 1;
 	if (e->op == OP_WRITE)
 		return 0;
+	churned_any = 1;
+	barrier();
 	if (bpf_map_update_elem(&churned_maps, &e->map_ptr, &one, BPF_ANY) != 0)
 		churn_overflow = 1;
 	return 1;

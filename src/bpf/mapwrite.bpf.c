@@ -134,6 +134,8 @@ struct {
 } churned_maps SEC(".maps");
 
 __u32 churn_overflow = 0;
+/* Set before the first insert into churned_maps: until then no write looks a map up there. */
+__u32 churned_any = 0;
 
 /* Where a write is put together before it is counted: two per CPU, each claimed by a flag (a
  * sleepable program can be preempted by another one on the same CPU). */
@@ -334,9 +336,9 @@ static __always_inline __u64 map_identity(struct pt_regs *ctx, __u64 ptr, __u64 
 }
 
 /* The operation the map function that fired performs (its role is in the attach cookie). */
-static __always_inline enum map_op cookie_op(struct pt_regs *ctx)
+static __always_inline enum map_op cookie_op(__u64 cookie)
 {
-	enum probe_role role = bpf_get_attach_cookie(ctx) & COOKIE_ROLE_MASK;
+	enum probe_role role = cookie & COOKIE_ROLE_MASK;
 
 	switch (role) {
 	case ROLE_DELETE:
@@ -363,14 +365,14 @@ static __always_inline void read_header(struct pt_regs *ctx, struct write_event 
 #include "aggregate.bpf.h"
 
 /* Fills `e` (a ring record or a scratch buffer, with a key area of 2 * `cap` bytes) with one
- * operation's map, site, key and, when `with_header`, the map header; returns the load bias.
+ * operation's map, site, key and, when `with_header`, the map header (`cookie`: the probe's
+ * attach cookie, read once per hit); returns the load bias.
  * `cap` is a constant at each call, so each shape is verified on its own: the verifier bounds a
  * copy's offset and length separately, so it needs room for the largest of each. */
 static __always_inline __u64 fill_event(struct pt_regs *ctx, struct write_event *e,
-					__u64 pid_tgid, enum map_op op, const __u32 cap,
-					int with_header)
+					__u64 pid_tgid, __u64 cookie, enum map_op op,
+					const __u32 cap, int with_header)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx);
 	enum probe_role role = cookie & COOKIE_ROLE_MASK;
 	__u64 bias = ctx->ip - (cookie >> COOKIE_ROLE_BITS);
 	__u32 captured = 0;
@@ -433,8 +435,8 @@ static __always_inline __u64 fill_event(struct pt_regs *ctx, struct write_event 
 
 /* One write as its own ring record (key area of `cap` bytes, the map header read), followed by
  * the stack when `with_stack`. */
-static __always_inline int write_record(struct pt_regs *ctx, __u64 pid_tgid, enum map_op op,
-					const __u32 cap, const int with_stack)
+static __always_inline int write_record(struct pt_regs *ctx, __u64 pid_tgid, __u64 cookie,
+					enum map_op op, const __u32 cap, const int with_stack)
 {
 	const __u32 size = with_stack ? sizeof(struct write_event)
 				      : __builtin_offsetof(struct write_event, key) + 2 * cap;
@@ -447,7 +449,7 @@ static __always_inline int write_record(struct pt_regs *ctx, __u64 pid_tgid, enu
 		count(CNT_LOST);
 		return 0;
 	}
-	bias = fill_event(ctx, e, pid_tgid, op, cap, 1);
+	bias = fill_event(ctx, e, pid_tgid, cookie, op, cap, 1);
 	if (with_stack) {
 		long n = bpf_get_stack(ctx, e->stack, sizeof(e->stack), BPF_F_USER_STACK);
 		if (n > 0) {
@@ -463,46 +465,52 @@ static __always_inline int write_record(struct pt_regs *ctx, __u64 pid_tgid, enu
 
 /* One write counted in the kernel (see aggregate.bpf.h); a write that cannot be goes as a
  * record. */
-static __always_inline int aggregate_write(struct pt_regs *ctx, __u64 pid_tgid, enum map_op op)
+static __always_inline int aggregate_write(struct pt_regs *ctx, __u64 pid_tgid, __u64 cookie,
+					   enum map_op op)
 {
 	struct scratch *s = claim_scratch();
 
 	if (!s) {
 		count(CNT_AS_RECORD);
 		thread_wrote((__u32)pid_tgid, 0, 0);
-		return key_bytes <= KEY_SMALL ? write_record(ctx, pid_tgid, op, KEY_SMALL, 0)
-					      : write_record(ctx, pid_tgid, op, KEY_MAX, 0);
+		return key_bytes <= KEY_SMALL ? write_record(ctx, pid_tgid, cookie, op, KEY_SMALL, 0)
+					      : write_record(ctx, pid_tgid, cookie, op, KEY_MAX, 0);
 	}
-	fill_event(ctx, &s->e, pid_tgid, op, KEY_MAX, 0);
+	fill_event(ctx, &s->e, pid_tgid, cookie, op, KEY_MAX, 0);
 	aggregate(ctx, &s->e);
 	release_scratch(s);
 	return 0;
 }
 
-/* One operation `op` on a key (the probe's role says where the key is): counted in the kernel,
- * or as its own record when each one is wanted (stacks, `trace`) or aggregation is off. A record
- * of its own reads the map header at every write; counting in the kernel reads it at a sampled
- * rate, and at every write that takes a slot. */
-static __always_inline int handle_op(struct pt_regs *ctx, enum map_op op)
+/* One operation on a key (the probe's role, in its attach cookie, says which one and where the
+ * key is): counted in the kernel, or as its own record when each one is wanted (stacks, `trace`)
+ * or aggregation is off. A record of its own reads the map header at every write; counting in
+ * the kernel reads it at a sampled rate, and at every write that takes a slot. */
+static __always_inline int handle_op(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 start = 0;
+	__u64 start = 0, cookie;
+	enum map_op op;
 
 	if ((pid_tgid >> 32) != target_tgid)
 		return 0;
 	count(CNT_HITS);
-	if (!window_open || stack_check_taken(ctx, bpf_get_attach_cookie(ctx), CNT_STACK_REENTRY))
+	if (!window_open)
 		return 0;
+	cookie = bpf_get_attach_cookie(ctx);
+	if (stack_check_taken(ctx, cookie, CNT_STACK_REENTRY))
+		return 0;
+	op = cookie_op(cookie);
 	if (time_programs)
 		start = bpf_ktime_get_ns();
 	if (capture_stack)
-		write_record(ctx, pid_tgid, op, KEY_MAX, 1);
+		write_record(ctx, pid_tgid, cookie, op, KEY_MAX, 1);
 	else if (slot_sets)
-		aggregate_write(ctx, pid_tgid, op);
+		aggregate_write(ctx, pid_tgid, cookie, op);
 	else if (key_bytes <= KEY_SMALL)
-		write_record(ctx, pid_tgid, op, KEY_SMALL, 0);
+		write_record(ctx, pid_tgid, cookie, op, KEY_SMALL, 0);
 	else
-		write_record(ctx, pid_tgid, op, KEY_MAX, 0);
+		write_record(ctx, pid_tgid, cookie, op, KEY_MAX, 0);
 	if (time_programs)
 		add(CNT_PROG_NS, bpf_ktime_get_ns() - start);
 	return 0;
@@ -512,14 +520,14 @@ static __always_inline int handle_op(struct pt_regs *ctx, enum map_op op)
 SEC("uprobe.multi.s")
 int on_mapassign_multi(struct pt_regs *ctx)
 {
-	return handle_op(ctx, cookie_op(ctx));
+	return handle_op(ctx);
 }
 
 /* ...or one classic uprobe link per function where uprobe_multi is missing. */
 SEC("uprobe.s")
 int on_mapassign(struct pt_regs *ctx)
 {
-	return handle_op(ctx, cookie_op(ctx));
+	return handle_op(ctx);
 }
 
 /* The goroutine running now (R14 = g), or the thread id when the offset is unknown. */
