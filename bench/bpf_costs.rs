@@ -283,8 +283,8 @@ impl Bench {
             "uprobe:{}:runtime.mapassign_faststr {{ @[str(reg(\"cx\"), reg(\"di\"))] = count(); }}",
             self.bin.display()
         );
-        // bpftrace's maps hold 4096 keys unless told otherwise: past that its updates fail
-        // early and it counts nothing. Room for every key the workload can write makes it do
+        // bpftrace's maps hold 4096 keys unless told otherwise: past that, a new key's update
+        // fails early and goes uncounted. Room for every key the workload can write makes it do
         // the tracer's job (all-distinct keys: one per write).
         let mut bt = Command::new("bpftrace")
             .args(["-e", &script])
