@@ -55,6 +55,7 @@ enum record_type {
 	REC_GROW_START = 2, /* struct grow_start */
 	REC_GROW = 3,       /* struct grow_event */
 	REC_HEADER = 4,     /* struct header_event */
+	REC_ALARM = 5,      /* struct alarm_event */
 };
 
 /* Which runtime function fired (the low cookie bits of a map probe). Its arguments fix how the
@@ -234,6 +235,13 @@ struct header_event {
 	__u64 map_type;
 	__u64 map_ptr;
 	__u64 header[4];
+};
+
+/* Budget mode's alarm (see census_alarm): sent with a forced wakeup, so that the loop asleep on
+ * the ring looks at the probe hits at once. It carries nothing else. */
+struct alarm_event {
+	enum record_type type; /* REC_ALARM */
+	__u32 unused;
 };
 
 /* Growth functions: the role in the low cookie bits (the high bits are the probe's link-time

@@ -32,6 +32,13 @@ const volatile __u32 time_programs = 0;
  * Exact mode keeps it open. Written by userspace through the mapped .bss. */
 __u32 window_open = 0;
 
+/* Budget mode, while a window with no planned end is open (the probes cost less than the budget
+ * so far): the probe hits the window may still take before the loop must look at what they
+ * cost. The hit that spends the last one wakes the loop at once (REC_ALARM), so that a load
+ * which starts while the loop sleeps is not probed at full cost until its next look. 0 or
+ * less: off (exact mode, planned windows, gaps). Written by userspace through the mapped .bss. */
+__s64 census_alarm = 0;
+
 /* Aggregation sets per CPU (a power of two; see struct slot); 0: every write as a record. */
 const volatile __u32 slot_sets = 0;
 /* Counting in the kernel, a map header is read at every write that takes a slot (a key new to
@@ -172,6 +179,15 @@ static __always_inline void add(__u32 idx, __u64 v)
 static __always_inline void count(__u32 idx)
 {
 	add(idx, 1);
+}
+
+/* One more probe hit against census_alarm (see there). */
+static __always_inline void hit_alarm(void)
+{
+	struct alarm_event a = {.type = REC_ALARM};
+
+	if (census_alarm > 0 && __sync_fetch_and_add(&census_alarm, -1) == 1)
+		ring_output(&a, sizeof(a), BPF_RB_FORCE_WAKEUP);
 }
 
 /* Whether this hit is on a stack check's branch (COOKIE_STACK_CHECK) that is about to be taken:
@@ -497,6 +513,7 @@ static __always_inline int handle_op(struct pt_regs *ctx)
 	count(CNT_HITS);
 	if (!window_open)
 		return 0;
+	hit_alarm();
 	cookie = bpf_get_attach_cookie(ctx);
 	if (stack_check_taken(ctx, cookie, CNT_STACK_REENTRY))
 		return 0;

@@ -170,6 +170,7 @@ static __always_inline int handle_sync_entry(struct pt_regs *ctx)
 	if ((pid_tgid >> 32) != target_tgid)
 		return 0;
 	count(CNT_HITS);
+	hit_alarm();
 	cookie = bpf_get_attach_cookie(ctx);
 	role = cookie & COOKIE_ROLE_MASK;
 	/* About to grow its stack and start again: the re-entry's hit is the operation. */
@@ -219,6 +220,7 @@ static __always_inline int handle_sync_ret(struct pt_regs *ctx)
 		return 0;
 	count(CNT_HITS);
 	count(CNT_SYNC_RET_HITS);
+	hit_alarm();
 	goid = current_goid(ctx);
 	p = bpf_map_lookup_elem(&sync_pending, &goid);
 	if (!p)

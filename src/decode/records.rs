@@ -158,6 +158,8 @@ pub enum Record {
     GrowStart(GrowStart),
     Grow(GrowEvent),
     Header(HeaderRead),
+    /// Budget mode's alarm rang (see `probe::Session::set_alarm`): nothing to count.
+    Alarm,
 }
 
 impl Record {
@@ -185,6 +187,7 @@ impl Record {
                     tid: raw.tid,
                 }))
             }
+            RecordType::REC_ALARM => Some(Record::Alarm),
             _ => None,
         }
     }

@@ -108,7 +108,7 @@ impl<'t, S: Sink> Intake<'t, S> {
             }
             Some(Record::Header(h)) if self.hidden.contains(&h.map_type) => {}
             Some(Record::Header(h)) => self.sink.header(&h),
-            None => {}
+            Some(Record::Alarm) | None => {}
         }
     }
 

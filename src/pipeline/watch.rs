@@ -20,10 +20,10 @@ use crate::hotkeys::live::{LiveCounts, RateBasis};
 use crate::probe::calibrate::{probe_costs, ProbeCosts};
 use crate::probe::load::{budget_ring_bytes, preflight, EXACT_RING_BYTES, MAX_RING_BYTES};
 use crate::probe::process::{activity, exe_of, Activity};
-use crate::probe::session::Session;
+use crate::probe::session::{Counters, Session};
 use crate::report::live::{refresh, Refresh};
 use crate::report::Meta;
-use crate::sampling::{Edge, Mode, Sampler, Step};
+use crate::sampling::{Edge, Hits, Mode, Sampler, Step};
 
 /// What a live loop is asked to do (`cli` builds it from the command line).
 #[derive(Clone, Debug)]
@@ -126,13 +126,20 @@ impl Probes<'_, '_, '_, '_, '_, '_, '_> {
             syscalls: self.activity.syscalls,
             io_bytes: self.activity.io_bytes,
             wakeups: self.activity.wakeups,
-            write_hits: c.hits,
-            grow_hits: c.grow_hits,
-            grow_ret_hits: c.grow_ret_hits,
-            sync_ret_hits: c.sync_ret_hits,
+            hits: hits(&c),
             program_s: c.prog_ns as f64 * 1e-9,
             writes,
         }
+    }
+}
+
+/// The probe hits by kind in the session's counters.
+fn hits(c: &Counters) -> Hits {
+    Hits {
+        write: c.hits,
+        grow: c.grow_hits,
+        grow_ret: c.grow_ret_hits,
+        sync_ret: c.sync_ret_hits,
     }
 }
 
@@ -270,10 +277,18 @@ fn watch(
             // aggregated in the kernel send no record, and a load that starts must close the
             // window before it spends more than a short gap repays.
             let look = match opts.mode {
-                Mode::Budget => BUDGET_LOOK,
+                Mode::Budget => {
+                    let hits = hits(&probes.session.counters());
+                    let left = sampler.census_hits_left(now, &hits, probes.session.has_sync_rets());
+                    probes.session.set_alarm(left);
+                    BUDGET_LOOK
+                }
                 Mode::Exact => IDLE_POLL,
             };
-            if wait(probes.ring.epoll_fd(), tracee.exit.as_ref(), look.min(next)) {
+            // A rung alarm is looked at now; records gather for a POLL.
+            if wait(probes.ring.epoll_fd(), tracee.exit.as_ref(), look.min(next))
+                && !probes.session.alarm_rang()
+            {
                 std::thread::sleep(POLL.min(next));
             }
         } else {
@@ -366,7 +381,7 @@ fn follow_duty_cycle(
     now: Instant,
 ) -> Result<bool> {
     let writes = || intake.borrow().sink.counts.events;
-    let st = sampler.step(now, probes.session.counters().hits);
+    let st = sampler.step(now, &hits(&probes.session.counters()));
     if std::env::var_os("EMT_DEBUG").is_some() && st != Step::Stay {
         eprintln!("step {st:?} writes {}", writes());
     }
@@ -407,6 +422,7 @@ fn follow_duty_cycle(
             }
             intake.borrow_mut().sink.counts.close_window(&window);
             if st == Step::Close {
+                probes.session.set_alarm(None);
                 probes.session.detach();
             } else {
                 // The probes stayed attached: the next window opens at once.

@@ -121,6 +121,33 @@ impl<'obj> Session<'obj> {
         }
     }
 
+    /// Budget mode's alarm: the probes wake the ring's reader (a `REC_ALARM` record) once they
+    /// have taken `hits` more hits; `None` turns it off.
+    pub fn set_alarm(&mut self, hits: Option<u64>) {
+        let left = hits.map_or(0, |h| h.clamp(1, i64::MAX as u64) as i64);
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: `census_alarm` is an i64 in the BPF object's .bss, mapped into this process
+            // for the skeleton's lifetime; the programs only decrement it atomically, and a
+            // store that races with them just sets the count afresh.
+            unsafe { std::ptr::write_volatile(&mut bss.census_alarm, left) };
+        }
+    }
+
+    /// Whether the alarm set last has rung (its hits are spent).
+    pub fn alarm_rang(&self) -> bool {
+        self.skel
+            .maps
+            .bss_data
+            .as_deref()
+            // SAFETY: as in `set_alarm`: a read of the mapped .bss.
+            .is_some_and(|bss| unsafe { std::ptr::read_volatile(&bss.census_alarm) } <= 0)
+    }
+
+    /// Whether some probes are single-stepped RETs of `sync.Map` methods (the dearest hits).
+    pub fn has_sync_rets(&self) -> bool {
+        !self.points.sync_rets.is_empty()
+    }
+
     /// Attaches every probe (no-op when attached). Budget mode calls this at each window start.
     pub fn attach(&mut self) -> Result<()> {
         if !self.links.is_empty() {
@@ -210,9 +237,33 @@ impl<'obj> Session<'obj> {
         }
     }
 
-    /// Detaches every probe now (also done on drop).
+    /// Detaches every probe now (also done on drop). Each link's release takes its probes out of
+    /// the target's text at once, then waits for a grace period (tens of ms): released one
+    /// after another, the last link's probes would go on trapping through all the waits before
+    /// it. So they are released at once, each on its own thread, and the waits overlap.
     pub fn detach(&mut self) {
-        self.links.clear();
+        let links = std::mem::take(&mut self.links);
+        let debug = std::env::var_os("EMT_DEBUG").is_some();
+        let (t0, h0) = (
+            std::time::Instant::now(),
+            debug.then(|| self.counters().hits),
+        );
+        if links.len() < 2 {
+            drop(links);
+        } else {
+            std::thread::scope(|scope| {
+                for link in links {
+                    scope.spawn(move || drop(link));
+                }
+            });
+        }
+        if let Some(h0) = h0 {
+            let tail = self.counters().hits.saturating_sub(h0);
+            eprintln!(
+                "detached in {:?}, {tail} probe hits meanwhile",
+                t0.elapsed()
+            );
+        }
     }
 }
 

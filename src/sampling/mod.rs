@@ -15,7 +15,7 @@ pub mod window;
 
 pub use estimate::{Clock, Extrapolation, Strata};
 pub use sampler::{ClosedWindow, Sampler, Step};
-pub use window::{Edge, ProbeCosts, Span};
+pub use window::{Edge, Hits, ProbeCosts, Span};
 
 /// How much of the time the probes are attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::duty::{DutyCycle, MAX_OFF};
 use super::estimate::{Clock, CostFactor, Estimator, Extrapolation, Open};
-use super::window::{Edge, ProbeCosts, Span};
+use super::window::{Edge, Hits, ProbeCosts, Span};
 use super::Mode;
 
 /// What the loop should do now.
@@ -96,26 +96,32 @@ impl Sampler {
         CostFactor::of(&self.est.window_time(open), &self.costs)
     }
 
-    /// What to do at `now`, with `write_hits` write probe hits so far (the probes' counter: the
-    /// records taken in may lag behind a fast writer).
-    pub fn step(&self, now: Instant, write_hits: u64) -> Step {
+    /// Probe time the open window spent up to `hits` (at the cost factor in place).
+    fn spent_in_window(&self, since: &Edge, hits: &Hits) -> f64 {
+        hits.probe_s_since(&since.hits, &self.costs) * self.factor(None).mid
+    }
+
+    /// Probe time a window kept open (no end planned) opened at `since` may spend by `now`.
+    fn census_allowance(&self, since: &Edge, now: Instant) -> f64 {
+        // A window kept open while the probes cost less than the budget ends as soon as a load
+        // that starts has spent what a gap of MAX_OFF repays: not at the next mark, which would
+        // put the budget in debt for many seconds of gaps (and leave the estimates few windows).
+        let repaid = now.saturating_duration_since(since.at) + MAX_OFF;
+        self.duty.allowed_probe_s(repaid).max(MIN_SPEND_S)
+    }
+
+    /// What to do at `now`, with `hits` probe hits so far (the probes' counters: the records
+    /// taken in may lag behind a fast writer).
+    pub fn step(&self, now: Instant, hits: &Hits) -> Step {
         if self.mode == Mode::Exact {
             return Step::Stay;
         }
         match &self.state {
             State::Open { since, until } => {
                 let plan = self.duty.plan();
-                // Probe time spent in this window so far.
-                let spent = write_hits.saturating_sub(since.write_hits) as f64
-                    * self.costs.write_s
-                    * self.factor(None).mid;
+                let spent = self.spent_in_window(since, hits);
                 let Some(until) = until else {
-                    // A window kept open while the probes cost less than the budget ends as
-                    // soon as a load that starts has spent what a gap of MAX_OFF repays: not
-                    // at the next mark, which would put the budget in debt for many seconds
-                    // of gaps (and leave the estimates few windows).
-                    let repaid = now.saturating_duration_since(since.at) + MAX_OFF;
-                    if spent > self.duty.allowed_probe_s(repaid).max(MIN_SPEND_S) {
+                    if spent > self.census_allowance(since, now) {
                         return Step::Close;
                     }
                     // The first mark comes soon: a target the probes load heavily must not pay
@@ -145,6 +151,29 @@ impl Sampler {
             State::Closed { planned, .. } if now >= *planned + MAX_OFF => Step::Replan,
             State::Closed { .. } => Step::Stay,
         }
+    }
+
+    /// While a window with no end planned is open: how many more probe hits it may take at
+    /// `now` before the loop must look whether to close it (`None`: no such window). Each hit is
+    /// taken as the dearest kind there is: a single-stepped RET where `sync_rets` are probed.
+    pub fn census_hits_left(&self, now: Instant, hits: &Hits, sync_rets: bool) -> Option<u64> {
+        let State::Open { since, until: None } = &self.state else {
+            return None;
+        };
+        if self.mode == Mode::Exact {
+            return None;
+        }
+        let left = self.census_allowance(since, now) - self.spent_in_window(since, hits);
+        let per_hit_s = match sync_rets {
+            true => self.costs.write_s.max(self.costs.ret_s),
+            false => self.costs.write_s,
+        };
+        let per_hit = per_hit_s * self.factor(None).mid;
+        Some(if left <= 0.0 || per_hit <= 0.0 {
+            1
+        } else {
+            (left / per_hit).ceil().min(u64::MAX as f64) as u64
+        })
     }
 
     /// The window's gate just opened, at `edge` (the probes attached before it).
@@ -300,5 +329,61 @@ impl Sampler {
             Mode::Exact => 0.0,
             Mode::Budget => self.duty.estimated_overhead() * 100.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(at: Instant, write: u64, sync_ret: u64) -> Edge {
+        Edge {
+            at,
+            cpu_s: 0.0,
+            hits: Hits {
+                write,
+                sync_ret,
+                ..Hits::default()
+            },
+            program_s: 0.0,
+            writes: 0,
+            syscalls: 0,
+            io_bytes: 0,
+            wakeups: 0,
+        }
+    }
+
+    #[test]
+    fn a_kept_open_window_closes_right_after_the_hits_its_alarm_allows() {
+        let costs = ProbeCosts {
+            write_s: 1e-6,
+            grow_s: 1e-6,
+            ret_s: 10e-6,
+            program_s: 0.0,
+            write_single_stepped: false,
+        };
+        let t0 = Instant::now();
+        let s = Sampler::new(Mode::Budget, 1.0, costs, edge(t0, 100, 0));
+        let now = t0 + Duration::from_millis(10);
+        let hits = |write: u64, sync_ret: u64| edge(now, 100 + write, sync_ret).hits;
+
+        // Write hits only: the alarm's count is exactly what the window may still spend.
+        let left = s.census_hits_left(now, &hits(0, 0), false).unwrap();
+        assert!(left > 1, "{left}");
+        assert_ne!(s.step(now, &hits(left - 1, 0)), Step::Close);
+        assert_eq!(s.step(now, &hits(left + 1, 0)), Step::Close);
+
+        // With sync.Map RETs probed, every hit counts as one: the alarm rings no later than a
+        // window made only of RETs must close.
+        let rets = s.census_hits_left(now, &hits(0, 0), true).unwrap();
+        assert!(rets < left, "{rets} {left}");
+        assert_eq!(s.step(now, &hits(rets + 1, rets + 1)), Step::Close);
+        assert_ne!(s.step(now, &hits(rets - 1, rets - 1)), Step::Close);
+
+        // Spent already: one more hit rings it.
+        assert_eq!(s.census_hits_left(now, &hits(10 * left, 0), false), Some(1));
+        // Exact mode has no alarm.
+        let exact = Sampler::new(Mode::Exact, 1.0, costs, edge(t0, 0, 0));
+        assert_eq!(exact.census_hits_left(now, &hits(0, 0), false), None);
     }
 }

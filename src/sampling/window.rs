@@ -10,18 +10,37 @@ use std::time::Instant;
 
 pub use crate::probe::calibrate::ProbeCosts;
 
+/// Probe hits so far, by kind (the probes' counters; window open or not: every hit costs the
+/// target a trap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hits {
+    /// Map operations' probes (writes, deletes, clears; `sync.Map` methods' entries and RETs).
+    pub write: u64,
+    pub grow: u64,
+    pub grow_ret: u64,
+    /// ...of the write hits, `sync.Map` methods' RETs (single-stepped).
+    pub sync_ret: u64,
+}
+
+impl Hits {
+    /// Calibrated seconds of probe time for the hits since `earlier` (see [`Span::probe_s`]).
+    pub fn probe_s_since(&self, earlier: &Hits, c: &ProbeCosts) -> f64 {
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64;
+        let sync_rets = d(self.sync_ret, earlier.sync_ret);
+        (d(self.write, earlier.write) - sync_rets).max(0.0) * c.write_s
+            + sync_rets * c.ret_s
+            + d(self.grow, earlier.grow) * c.grow_s
+            + d(self.grow_ret, earlier.grow_ret) * c.ret_s
+    }
+}
+
 /// The tracer's counters and the target's CPU clock at one instant.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Edge {
     pub at: Instant,
     /// The target's CPU time (all threads), seconds.
     pub cpu_s: f64,
-    /// Probe hits so far, by kind.
-    pub write_hits: u64,
-    pub grow_hits: u64,
-    pub grow_ret_hits: u64,
-    /// ...of the write hits, `sync.Map` methods' RETs (single-stepped).
-    pub sync_ret_hits: u64,
+    pub hits: Hits,
     /// Seconds the write program's body ran so far (in windows only).
     pub program_s: f64,
     /// Writes recorded so far (in windows only).
@@ -31,18 +50,6 @@ pub struct Edge {
     pub syscalls: u64,
     pub io_bytes: u64,
     pub wakeups: u64,
-}
-
-impl Edge {
-    /// Calibrated seconds of probe time for the hits since `earlier` (see [`Span::probe_s`]).
-    fn probe_s_since(&self, earlier: &Edge, c: &ProbeCosts) -> f64 {
-        let d = |a: u64, b: u64| a.saturating_sub(b) as f64;
-        let sync_rets = d(self.sync_ret_hits, earlier.sync_ret_hits);
-        (d(self.write_hits, earlier.write_hits) - sync_rets).max(0.0) * c.write_s
-            + sync_rets * c.ret_s
-            + d(self.grow_hits, earlier.grow_hits) * c.grow_s
-            + d(self.grow_ret_hits, earlier.grow_ret_hits) * c.ret_s
-    }
 }
 
 /// What happened between two edges.
@@ -71,8 +78,8 @@ impl Span {
         Span {
             wall_s: to.at.saturating_duration_since(from.at).as_secs_f64(),
             cpu_s: (to.cpu_s - from.cpu_s).max(0.0),
-            probe_s: to.probe_s_since(from, costs),
-            write_hits: to.write_hits.saturating_sub(from.write_hits),
+            probe_s: to.hits.probe_s_since(&from.hits, costs),
+            write_hits: to.hits.write.saturating_sub(from.hits.write),
             program_s: (to.program_s - from.program_s).max(0.0),
             writes: to.writes.saturating_sub(from.writes),
             syscalls: to.syscalls.saturating_sub(from.syscalls),
@@ -112,10 +119,12 @@ mod tests {
         let a = Edge {
             at: t0,
             cpu_s: 1.0,
-            write_hits: 100,
-            grow_hits: 10,
-            grow_ret_hits: 1,
-            sync_ret_hits: 0,
+            hits: Hits {
+                write: 100,
+                grow: 10,
+                grow_ret: 1,
+                sync_ret: 0,
+            },
             program_s: 0.0,
             writes: 90,
             syscalls: 5,
@@ -125,10 +134,12 @@ mod tests {
         let b = Edge {
             at: t0 + Duration::from_millis(500),
             cpu_s: 1.25,
-            write_hits: 1100,
-            grow_hits: 20,
-            grow_ret_hits: 3,
-            sync_ret_hits: 100,
+            hits: Hits {
+                write: 1100,
+                grow: 20,
+                grow_ret: 3,
+                sync_ret: 100,
+            },
             program_s: 0.0005,
             writes: 1090,
             syscalls: 205,
