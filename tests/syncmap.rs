@@ -183,7 +183,7 @@ fn serve_exports_sync_map_operations_in_exact_mode() {
 
 /// Budget mode: `top` estimates stores (decided at the method's entry) within their bounds; the
 /// operations decided at a RET are left out of the estimates' check (their single-stepped RET
-/// probe is charged as a write probe: see README, Limits); `trace` shows only operations the
+/// probes slow the loop in its windows: see README, Limits); `trace` shows only operations the
 /// program made, deletes among them.
 #[test]
 fn budget_mode_estimates_sync_map_stores_within_their_bounds() {

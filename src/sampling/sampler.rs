@@ -178,8 +178,12 @@ impl Sampler {
 
     /// The window's gate just opened, at `edge` (the probes attached before it).
     pub fn opened(&mut self, edge: Edge) {
-        if let State::Closed { since, .. } = &self.state {
+        if let State::Closed { since, repays, .. } = &self.state {
             let gap = Span::between(since, &edge, &self.costs);
+            // A detached gap's hits are its edges' (a mark's moment keeps the probes on).
+            if !repays.0.is_zero() {
+                self.duty.cycle_edges(self.factor(None).mid * gap.probe_s);
+            }
             let x = gap.cpu_s - self.factor(None).mid * gap.probe_s;
             self.natural_out += x.max(0.0);
             self.duty.natural(x, gap.wall_s);
