@@ -58,9 +58,10 @@ const POLL: Duration = Duration::from_millis(20);
 const CONSUME_BATCH: usize = 100_000;
 /// Longest sleep in a gap (a stop request or the target's exit is noticed within it).
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// How often a budget window kept open looks at the probe hits: a load that starts spends at
-/// most this long at full probe cost before its window closes (each look costs the agent ~150 µs
-/// of system calls here: every 20 ms, 0.6 % of a core with an idle target).
+/// How often a budget window kept open looks at the probe hits (each look costs the agent ~150 µs
+/// of system calls here: every 20 ms, 0.6 % of a core with an idle target). A load that starts
+/// does not wait for it: the probes' alarm (`Session::set_alarm`) wakes the loop once the
+/// window has spent what it may.
 const BUDGET_LOOK: Duration = Duration::from_millis(50);
 
 /// Live counts and the caller's hooks.
