@@ -14,6 +14,21 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* A probe's two programs, both running `handler`: `name`_multi for one uprobe_multi link over all
+ * its points (kernel >= 6.6), `name` for one classic uprobe link per point where that is missing
+ * (probe::session picks). */
+#define UPROBE_PROGRAMS(name, handler)                                                     \
+	SEC("uprobe.multi.s")                                                              \
+	int name##_multi(struct pt_regs *ctx)                                              \
+	{                                                                                  \
+		return handler(ctx);                                                       \
+	}                                                                                  \
+	SEC("uprobe.s")                                                                    \
+	int name(struct pt_regs *ctx)                                                      \
+	{                                                                                  \
+		return handler(ctx);                                                       \
+	}
+
 const volatile __u32 target_tgid = 0;
 const volatile __u32 goid_offset = 0;
 const volatile __u32 key_bytes = 64;
@@ -533,19 +548,8 @@ static __always_inline int handle_op(struct pt_regs *ctx)
 	return 0;
 }
 
-/* One uprobe_multi link for all assign, delete and clear functions (kernel >= 6.6)... */
-SEC("uprobe.multi.s")
-int on_mapassign_multi(struct pt_regs *ctx)
-{
-	return handle_op(ctx);
-}
-
-/* ...or one classic uprobe link per function where uprobe_multi is missing. */
-SEC("uprobe.s")
-int on_mapassign(struct pt_regs *ctx)
-{
-	return handle_op(ctx);
-}
+/* Every assign, delete and clear function. */
+UPROBE_PROGRAMS(on_mapassign, handle_op)
 
 /* The goroutine running now (R14 = g), or the thread id when the offset is unknown. */
 static __always_inline __u64 current_goid(struct pt_regs *ctx)
@@ -679,29 +683,8 @@ static __always_inline int handle_grow_ret(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe.multi.s")
-int on_grow_multi(struct pt_regs *ctx)
-{
-	return handle_grow_entry(ctx);
-}
-
-SEC("uprobe.multi.s")
-int on_grow_ret_multi(struct pt_regs *ctx)
-{
-	return handle_grow_ret(ctx);
-}
-
-SEC("uprobe.s")
-int on_grow(struct pt_regs *ctx)
-{
-	return handle_grow_entry(ctx);
-}
-
-SEC("uprobe.s")
-int on_grow_ret(struct pt_regs *ctx)
-{
-	return handle_grow_ret(ctx);
-}
+UPROBE_PROGRAMS(on_grow, handle_grow_entry)
+UPROBE_PROGRAMS(on_grow_ret, handle_grow_ret)
 
 /* sync.Map: programs of their own, on the helpers above. */
 #include "syncmap.bpf.h"

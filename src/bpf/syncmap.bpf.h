@@ -248,26 +248,5 @@ static __always_inline int handle_sync_ret(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe.multi.s")
-int on_sync_multi(struct pt_regs *ctx)
-{
-	return handle_sync_entry(ctx);
-}
-
-SEC("uprobe.multi.s")
-int on_sync_ret_multi(struct pt_regs *ctx)
-{
-	return handle_sync_ret(ctx);
-}
-
-SEC("uprobe.s")
-int on_sync(struct pt_regs *ctx)
-{
-	return handle_sync_entry(ctx);
-}
-
-SEC("uprobe.s")
-int on_sync_ret(struct pt_regs *ctx)
-{
-	return handle_sync_ret(ctx);
-}
+UPROBE_PROGRAMS(on_sync, handle_sync_entry)
+UPROBE_PROGRAMS(on_sync_ret, handle_sync_ret)
