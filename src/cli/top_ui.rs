@@ -497,35 +497,35 @@ fn draw_maps(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize) {
                 ],
             ))
         });
-    let header = Row::new(pick(
-        keep,
-        [
-            Cell::from("type"),
-            Cell::from(if s.map_pids.is_empty() {
-                "id"
-            } else {
-                "pid id"
-            }),
-            right("writes/s".into()),
-            right("writes".into()),
-            right("deletes".into()),
-            right("share".into()),
-            right("len".into()),
-            right("grows".into()),
-        ],
-    ))
-    .style(Style::new().add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .flex(Flex::Start)
-        .highlight_spacing(HighlightSpacing::Always)
-        .highlight_symbol(HIGHLIGHT_SYMBOL)
-        .row_highlight_style(
-            Style::new()
-                .add_modifier(Modifier::REVERSED)
-                .add_modifier(Modifier::BOLD),
-        );
+    let table = table(
+        rows,
+        widths,
+        pick(
+            keep,
+            [
+                Cell::from("type"),
+                Cell::from(if s.map_pids.is_empty() {
+                    "id"
+                } else {
+                    "pid id"
+                }),
+                right("writes/s".into()),
+                right("writes".into()),
+                right("deletes".into()),
+                right("share".into()),
+                right("len".into()),
+                right("grows".into()),
+            ],
+        ),
+        block,
+    )
+    .highlight_spacing(HighlightSpacing::Always)
+    .highlight_symbol(HIGHLIGHT_SYMBOL)
+    .row_highlight_style(
+        Style::new()
+            .add_modifier(Modifier::REVERSED)
+            .add_modifier(Modifier::BOLD),
+    );
     let mut ts = TableState::default()
         .with_selected((!r.maps.is_empty()).then_some(selected.saturating_sub(first)));
     StatefulWidget::render(table, area, buf, &mut ts);
@@ -627,23 +627,23 @@ fn draw_keys(buf: &mut Buffer, area: Rect, s: &Snapshot, selected: usize, sort: 
             ],
         ))
     });
-    let header = Row::new(pick(
-        keep,
-        [
-            right("#".into()),
-            Cell::from("key"),
-            right("writes/s".into()),
-            right("writes".into()),
-            right("deletes".into()),
-            right("share".into()),
-            right("trend".into()),
-        ],
-    ))
-    .style(Style::new().add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .flex(Flex::Start);
+    let table = table(
+        rows,
+        widths,
+        pick(
+            keep,
+            [
+                right("#".into()),
+                Cell::from("key"),
+                right("writes/s".into()),
+                right("writes".into()),
+                right("deletes".into()),
+                right("share".into()),
+                right("trend".into()),
+            ],
+        ),
+        block,
+    );
     Widget::render(table, area, buf);
 }
 
@@ -706,18 +706,18 @@ fn draw_deleted_keys(buf: &mut Buffer, area: Rect, r: &Report, m: &MapReport) {
                 right(display_writes(r, k.writes, k.writes_estimated).to_string()),
             ])
         });
-    let header = Row::new([
-        right("#".into()),
-        Cell::from("key"),
-        right("deletes".into()),
-        right("share".into()),
-        right("writes".into()),
-    ])
-    .style(Style::new().add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .flex(Flex::Start);
+    let table = table(
+        rows,
+        widths,
+        [
+            right("#".into()),
+            Cell::from("key"),
+            right("deletes".into()),
+            right("share".into()),
+            right("writes".into()),
+        ],
+        block,
+    );
     Widget::render(table, area, buf);
 }
 
@@ -768,20 +768,20 @@ fn draw_sites(buf: &mut Buffer, area: Rect, m: &MapReport) {
             ],
         ))
     });
-    let header = Row::new(pick(
-        keep,
-        [
-            right("writes".into()),
-            right("share".into()),
-            right("deletes".into()),
-            "site".into(),
-        ],
-    ))
-    .style(Style::new().add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .flex(Flex::Start);
+    let table = table(
+        rows,
+        widths,
+        pick(
+            keep,
+            [
+                right("writes".into()),
+                right("share".into()),
+                right("deletes".into()),
+                "site".into(),
+            ],
+        ),
+        block,
+    );
     Widget::render(table, area, buf);
 }
 
@@ -824,6 +824,20 @@ fn draw_grows(buf: &mut Buffer, area: Rect, m: &MapReport) {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
+
+/// A table of `rows` in `block` under a bold `header`, its columns laid from the left (as
+/// `table_widths` computes them).
+fn table<'a>(
+    rows: impl IntoIterator<Item = Row<'a>>,
+    widths: impl IntoIterator<Item = Constraint>,
+    header: impl IntoIterator<Item = Cell<'a>>,
+    block: Block<'a>,
+) -> Table<'a> {
+    Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
+        .block(block)
+        .flex(Flex::Start)
+}
 
 /// The widths a `Table` (flex Start, spacing 1) gives its columns inside `width` columns.
 fn table_widths(width: u16, highlight: &str, constraints: &[Constraint]) -> Vec<usize> {
