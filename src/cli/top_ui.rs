@@ -290,7 +290,7 @@ fn draw(buf: &mut Buffer, area: Rect, snap: Option<&Snapshot>, state: &UiState) 
             Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
                 .areas(bottom);
         if let Some(m) = s.report.maps.get(selected) {
-            draw_sites(buf, sites, m);
+            draw_sites(buf, sites, &s.report, m);
             draw_grows(buf, grows, m);
         }
     }
@@ -356,7 +356,7 @@ fn draw_header(buf: &mut Buffer, area: Rect, s: &Snapshot, state: &UiState) {
         Span::raw(" "),
         Span::styled(sanitize(binary), bold),
         Span::raw(format!(
-            "  {} {impl_name}  {} mode  coverage {:.1}%{}  overhead ~{:.1}%  {} writes  ",
+            "  {} {impl_name}  {} mode  coverage {:.1}%{}  overhead ~{:.1}%  {} writes{}  ",
             t.go_version,
             r.mode,
             100.0 * r.coverage,
@@ -364,7 +364,9 @@ fn draw_header(buf: &mut Buffer, area: Rect, s: &Snapshot, state: &UiState) {
                 .map(|c| format!(" by {}", c.describe()))
                 .unwrap_or_default(),
             s.overhead_percent,
-            r.writes_observed
+            r.writes_observed,
+            // Budget mode: the tables show estimates; the header what the windows saw.
+            if r.mode == Mode::Budget { " seen" } else { "" }
         )),
     ]);
     if r.deletes_observed + r.clears_observed > 0 {
@@ -721,7 +723,7 @@ fn draw_deleted_keys(buf: &mut Buffer, area: Rect, r: &Report, m: &MapReport) {
     Widget::render(table, area, buf);
 }
 
-fn draw_sites(buf: &mut Buffer, area: Rect, m: &MapReport) {
+fn draw_sites(buf: &mut Buffer, area: Rect, r: &Report, m: &MapReport) {
     if area.is_empty() {
         return;
     }
@@ -761,7 +763,7 @@ fn draw_sites(buf: &mut Buffer, area: Rect, m: &MapReport) {
         Row::new(pick(
             keep,
             [
-                right(site.writes.to_string()),
+                right(display_writes(r, site.writes, site.writes_estimated).to_string()),
                 right(fmt_share(site.writes, m.writes)),
                 right(removals),
                 Cell::from(fit(&text, site_w, false)),

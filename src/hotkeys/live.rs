@@ -98,7 +98,7 @@ impl LiveMap {
                 error: error.round() as u64,
                 deletes: deletes.get(&e.id).map_or(0.0, |d| d.0).round() as u64,
                 per_s: recent_weight.map(|r| self.key_rate(r)),
-                trend: recent_weight.map(|r| self.trend(&e.id, r, DECAY)),
+                trend: recent_weight.map(|r| self.trend(&e.id, r)),
                 text: e.text,
                 truncated: e.truncated,
                 ..Default::default()
@@ -126,10 +126,12 @@ impl LiveMap {
         self.observed + self.deletes + self.clears
     }
 
-    /// Trend of a key: its recent weight now over its (decayed) weight a refresh ago.
-    pub fn trend(&self, id: &[u8], now: f64, decay: f64) -> f64 {
+    /// Trend of a key: its recent weight now over its recent weight a refresh ago, both read at
+    /// the same point of a refresh (before the decay): 1 for a key written at a steady rate,
+    /// above 1 for one written faster lately. A key new to the top counts as doubling.
+    pub fn trend(&self, id: &[u8], now: f64) -> f64 {
         match self.prev_recent.get(id) {
-            Some(&prev) if prev > 0.0 => now / (prev * decay).max(1e-9),
+            Some(&prev) if prev > 0.0 => now / prev,
             _ => 2.0,
         }
     }
@@ -323,4 +325,59 @@ pub fn memory_bound_rss(key_bytes: usize, binary_size: u64, ring_bytes: u32) -> 
         + 2 * u64::from(ring_bytes)
         + 3 * binary_size
         + 64 * MIB
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::EventFlag;
+
+    fn write() -> WriteEvent {
+        WriteEvent {
+            ts_ns: 1,
+            map_type: 0x1000,
+            map_ptr: 0xc000,
+            site: 0x2000,
+            key_len: 8,
+            flags: EventFlag(0),
+            ..Default::default()
+        }
+    }
+
+    fn key(i: u64) -> Key {
+        Key {
+            id: i.to_le_bytes().to_vec(),
+            text: format!("k{i}"),
+            truncated: false,
+        }
+    }
+
+    /// The trends of keys 1 and 2 after a refresh in which they took `n1` and `n2` writes.
+    fn refresh(c: &mut LiveCounts, n1: u64, n2: u64) -> (f64, f64) {
+        c.add_counted(&write(), &key(1), n1);
+        c.add_counted(&write(), &key(2), n2);
+        let view = c.view(10, &Extrapolation::EXACT);
+        let keys = &view.maps[&(0x1000, 0xc000)].keys;
+        let trend = |i: u64| keys[&key(i).id].trend.unwrap();
+        let t = (trend(1), trend(2));
+        c.end_refresh(DECAY, 10);
+        t
+    }
+
+    #[test]
+    fn a_key_written_steadily_trends_flat_and_one_written_faster_trends_up() {
+        let mut c = LiveCounts::default();
+        for _ in 0..30 {
+            refresh(&mut c, 100, 100);
+        }
+        let (steady, _) = refresh(&mut c, 100, 100);
+        assert!((steady - 1.0).abs() < 0.01, "steady key's trend {steady}");
+        // Key 2 doubles its rate; key 1 keeps it.
+        let (steady, faster) = refresh(&mut c, 100, 200);
+        assert!((steady - 1.0).abs() < 0.01, "steady key's trend {steady}");
+        assert!(faster > 1.2, "a key written twice as fast: trend {faster}");
+        // Key 2 stops: its trend falls to the decay.
+        let (_, stopped) = refresh(&mut c, 100, 0);
+        assert!(stopped < 0.8, "a key no longer written: trend {stopped}");
+    }
 }
