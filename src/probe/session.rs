@@ -51,6 +51,8 @@ pub struct Session<'obj> {
     /// With counts aggregated in the kernel: the slots, mapped.
     pub slots: Option<Slots>,
     links: Vec<Link>,
+    /// Whether `set_alarm` set an alarm (the programs' count is 0 both unset and rung).
+    alarm_set: bool,
     points: Points,
     pid: u32,
     exe: PathBuf,
@@ -99,6 +101,7 @@ impl<'obj> Session<'obj> {
             skel,
             slots,
             links: Vec::new(),
+            alarm_set: false,
             points,
             pid: cfg.pid,
             exe: exe.to_path_buf(),
@@ -124,6 +127,7 @@ impl<'obj> Session<'obj> {
     /// Budget mode's alarm: the probes wake the ring's reader (a `REC_ALARM` record) once they
     /// have taken `hits` more hits; `None` turns it off.
     pub fn set_alarm(&mut self, hits: Option<u64>) {
+        self.alarm_set = hits.is_some();
         let left = hits.map_or(0, |h| h.clamp(1, i64::MAX as u64) as i64);
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
             // SAFETY: `census_alarm` is an i64 in the BPF object's .bss, mapped into this process
@@ -133,14 +137,16 @@ impl<'obj> Session<'obj> {
         }
     }
 
-    /// Whether the alarm set last has rung (its hits are spent).
+    /// Whether the alarm set last has rung (its hits are spent); false with none set.
     pub fn alarm_rang(&self) -> bool {
-        self.skel
-            .maps
-            .bss_data
-            .as_deref()
-            // SAFETY: as in `set_alarm`: a read of the mapped .bss.
-            .is_some_and(|bss| unsafe { std::ptr::read_volatile(&bss.census_alarm) } <= 0)
+        self.alarm_set
+            && self
+                .skel
+                .maps
+                .bss_data
+                .as_deref()
+                // SAFETY: as in `set_alarm`: a read of the mapped .bss.
+                .is_some_and(|bss| unsafe { std::ptr::read_volatile(&bss.census_alarm) } <= 0)
     }
 
     /// Whether some probes are single-stepped RETs of `sync.Map` methods (the dearest hits).
