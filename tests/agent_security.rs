@@ -12,6 +12,7 @@ mod prometheus;
 #[path = "support/tracer.rs"]
 mod tracer;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -228,6 +229,29 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() {
     assert!(
         body.contains("HTTPS server") && !body.contains("gomap_"),
         "{body}"
+    );
+    // The same with the request in two segments: the whole head is read before the answer (a
+    // socket closed with unread input resets the connection before the client reads it).
+    let mut s = std::net::TcpStream::connect(&listen).expect("connect to the TLS port");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let early = s.read(&mut [0u8; 1]);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "answered (or closed) before the request's head was whole: {early:?}"
+    );
+    s.write_all(b"Host: x\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .expect("the answer to a request sent in two segments");
+    assert!(
+        answer.starts_with("HTTP/1.0 400") && answer.contains("HTTPS server"),
+        "{answer}"
     );
 
     drop(target);

@@ -163,11 +163,21 @@ async fn plain_http_on_tls_port(stream: &TcpStream) -> bool {
 }
 
 /// Answers a plain-HTTP request on the TLS port as Go's servers do: a 400 that says why, rather
-/// than a TLS alert the client cannot read. The request is read first (closing a socket with
-/// unread input would reset the connection before the client reads the answer).
+/// than a TLS alert the client cannot read. The request's head is read first, to its blank line
+/// however many segments it came in (closing a socket with unread input would reset the
+/// connection before the client reads the answer).
 async fn refuse_plain_http(mut stream: TcpStream) -> Result<()> {
-    let mut request = [0u8; 4096];
-    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read(&mut request)).await;
+    let read_head = async {
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_head).await;
     stream
         .write_all(
             b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
