@@ -158,19 +158,45 @@ impl Served {
         });
         let truth = ops::parse(&lines);
         // The agent's report catches up with the program's last operations.
-        let report = common::poll(30, "the final counts in /hotkeys", || {
-            let (status, body) = http::get(&listen, "/hotkeys", None)?;
-            let r: Value = serde_json::from_str(&body).ok()?;
-            let done = truth.iter().all(|t| {
-                r["maps"].as_array().into_iter().flatten().any(|m| {
-                    m["id"] == t.id.as_str()
-                        && m["deletes"] == t.deletes
-                        && m["clears"] == t.clears
-                        && m["writes"] == t.writes
-                })
-            });
-            (status == 200 && done).then_some(r)
-        });
+        let mut last = String::new();
+        let t0 = std::time::Instant::now();
+        let report = loop {
+            if let Some((status, body)) = http::get(&listen, "/hotkeys", None) {
+                let r: Value = serde_json::from_str(&body).unwrap_or_default();
+                let counts = |m: &Value| {
+                    let c = |f: &str| m[f].as_u64().unwrap_or(u64::MAX);
+                    (c("writes"), c("deletes"), c("clears"))
+                };
+                let maps = r["maps"].as_array().cloned().unwrap_or_default();
+                let missing: Vec<String> = truth
+                    .iter()
+                    .filter(|t| {
+                        !maps.iter().any(|m| {
+                            m["id"] == t.id.as_str() && counts(m) == (t.writes, t.deletes, t.clears)
+                        })
+                    })
+                    .map(|t| {
+                        let got = maps.iter().find(|m| m["id"] == t.id.as_str()).map(counts);
+                        format!(
+                            "{} {}: (writes, deletes, clears) {:?} in /hotkeys, {:?} made",
+                            t.scenario,
+                            t.id,
+                            got,
+                            (t.writes, t.deletes, t.clears)
+                        )
+                    })
+                    .collect();
+                if status == 200 && missing.is_empty() {
+                    break r;
+                }
+                last = format!("status {status}; {}", missing.join("; "));
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out after 30 s waiting for the final counts in /hotkeys: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        };
         Served {
             target,
             serve,
