@@ -399,10 +399,11 @@ impl ExactCounts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn write(map_ptr: u64) -> WriteEvent {
+    /// A write of map `map_ptr` (type 0x1000, one site): the counting tests' fixture.
+    pub(crate) fn write(map_ptr: u64) -> WriteEvent {
         WriteEvent {
             ts_ns: 1,
             map_type: 0x1000,
@@ -416,7 +417,8 @@ mod tests {
         }
     }
 
-    fn key(i: u64) -> Key {
+    /// Key `i`.
+    pub(crate) fn key(i: u64) -> Key {
         Key {
             id: i.to_le_bytes().to_vec(),
             text: format!("k{i:030}"),

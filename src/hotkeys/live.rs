@@ -330,32 +330,12 @@ pub fn memory_bound_rss(key_bytes: usize, binary_size: u64, ring_bytes: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::EventFlag;
-
-    fn write() -> WriteEvent {
-        WriteEvent {
-            ts_ns: 1,
-            map_type: 0x1000,
-            map_ptr: 0xc000,
-            site: 0x2000,
-            key_len: 8,
-            flags: EventFlag(0),
-            ..Default::default()
-        }
-    }
-
-    fn key(i: u64) -> Key {
-        Key {
-            id: i.to_le_bytes().to_vec(),
-            text: format!("k{i}"),
-            truncated: false,
-        }
-    }
+    use crate::hotkeys::exact::tests::{key, write};
 
     /// The trends of keys 1 and 2 after a refresh in which they took `n1` and `n2` writes.
     fn refresh(c: &mut LiveCounts, n1: u64, n2: u64) -> (f64, f64) {
-        c.add_counted(&write(), &key(1), n1);
-        c.add_counted(&write(), &key(2), n2);
+        c.add_counted(&write(0xc000), &key(1), n1);
+        c.add_counted(&write(0xc000), &key(2), n2);
         let view = c.view(10, &Extrapolation::EXACT);
         let keys = &view.maps[&(0x1000, 0xc000)].keys;
         let trend = |i: u64| keys[&key(i).id].trend.unwrap();

@@ -14,13 +14,14 @@ use super::ring::Ring;
 use super::stop::stop_requested;
 use super::tracee::{Capture, Tracee};
 use super::wait::wait;
+use crate::bpf::Counter;
 use crate::decode::keys::Key;
 use crate::decode::records::{GrowEvent, HeaderRead, WriteEvent};
 use crate::hotkeys::live::{LiveCounts, RateBasis};
 use crate::probe::calibrate::{probe_costs, ProbeCosts};
 use crate::probe::load::{budget_ring_bytes, preflight, EXACT_RING_BYTES, MAX_RING_BYTES};
 use crate::probe::process::{activity, exe_of, Activity};
-use crate::probe::session::{Counters, Session};
+use crate::probe::session::{read_counter, Session};
 use crate::report::live::{refresh, Refresh};
 use crate::report::Meta;
 use crate::sampling::{Edge, Hits, Mode, Sampler, Step};
@@ -120,27 +121,28 @@ impl Probes<'_, '_, '_, '_, '_, '_, '_> {
     /// The edge now, with `writes` recorded so far.
     fn edge(&mut self, writes: u64) -> Edge {
         self.observe();
-        let c = self.session.counters();
         Edge {
             at: Instant::now(),
             cpu_s: self.activity.cpu_s,
             syscalls: self.activity.syscalls,
             io_bytes: self.activity.io_bytes,
             wakeups: self.activity.wakeups,
-            hits: hits(&c),
-            program_s: c.prog_ns as f64 * 1e-9,
+            hits: hits_now(self.session),
+            program_s: read_counter(&self.session.skel, Counter::CNT_PROG_NS) as f64 * 1e-9,
             writes,
         }
     }
 }
 
-/// The probe hits by kind in the session's counters.
-fn hits(c: &Counters) -> Hits {
+/// The probe hits by kind so far (only the counters that hold them: the loop reads them every
+/// turn).
+fn hits_now(session: &Session) -> Hits {
+    let read = |c: Counter| read_counter(&session.skel, c);
     Hits {
-        write: c.hits,
-        grow: c.grow_hits,
-        grow_ret: c.grow_ret_hits,
-        sync_ret: c.sync_ret_hits,
+        write: read(Counter::CNT_HITS),
+        grow: read(Counter::CNT_GROW_HITS),
+        grow_ret: read(Counter::CNT_GROW_RET_HITS),
+        sync_ret: read(Counter::CNT_SYNC_RET_HITS),
     }
 }
 
@@ -279,7 +281,7 @@ fn watch(
             // window before it spends more than a short gap repays.
             let look = match opts.mode {
                 Mode::Budget => {
-                    let hits = hits(&probes.session.counters());
+                    let hits = hits_now(probes.session);
                     let left = sampler.census_hits_left(now, &hits, probes.session.has_sync_rets());
                     probes.session.set_alarm(left);
                     BUDGET_LOOK
@@ -382,7 +384,7 @@ fn follow_duty_cycle(
     now: Instant,
 ) -> Result<bool> {
     let writes = || intake.borrow().sink.counts.events;
-    let st = sampler.step(now, &hits(&probes.session.counters()));
+    let st = sampler.step(now, &hits_now(probes.session));
     if std::env::var_os("EMT_DEBUG").is_some() && st != Step::Stay {
         eprintln!("step {st:?} writes {}", writes());
     }
