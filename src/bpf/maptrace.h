@@ -309,7 +309,8 @@ enum counter {
 	CNT_GROW_UNMATCHED = 3, /* RET probes of a growth function with no recorded entry */
 	CNT_GROW_HITS = 4,   /* growth entry probe hits that passed the pid filter */
 	CNT_GROW_RET_HITS = 5, /* growth RET probe hits that passed the pid filter */
-	CNT_PROG_NS = 6,     /* with time_programs: ns spent in the write program's body */
+	CNT_PROG_NS = 6,     /* with time_programs: ns spent in the write program's body (map
+	                      * operations only: CNT_PROG_RUNS of them) */
 	CNT_SLOT_TAKEN = 7,  /* writes that took an aggregation slot for their key (a record each) */
 	CNT_EVICTED = 8,     /* ...of those, slots taken from another key */
 	CNT_COLLISIONS = 9,  /* writes whose key met another key's fingerprint in its set */
@@ -324,7 +325,9 @@ enum counter {
 	/* sync.Map methods' RET probe hits that passed the pid filter (counted in CNT_HITS too):
 	 * single-stepped, so budget mode charges them at a single step's cost. */
 	CNT_SYNC_RET_HITS = 14,
-	CNT_MAX = 15,
+	/* with time_programs: the write program's timed runs (CNT_PROG_NS is their time) */
+	CNT_PROG_RUNS = 15,
+	CNT_MAX = 16,
 };
 
 /* The enums no record or plan carries, named once so that the skeleton generates them too. */

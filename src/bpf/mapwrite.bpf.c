@@ -543,8 +543,10 @@ static __always_inline int handle_op(struct pt_regs *ctx)
 		write_record(ctx, pid_tgid, cookie, op, KEY_SMALL, 0);
 	else
 		write_record(ctx, pid_tgid, cookie, op, KEY_MAX, 0);
-	if (time_programs)
+	if (time_programs) {
 		add(CNT_PROG_NS, bpf_ktime_get_ns() - start);
+		count(CNT_PROG_RUNS);
+	}
 	return 0;
 }
 

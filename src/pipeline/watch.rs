@@ -129,6 +129,7 @@ impl Probes<'_, '_, '_, '_, '_, '_, '_> {
             wakeups: self.activity.wakeups,
             hits: hits_now(self.session),
             program_s: read_counter(&self.session.skel, Counter::CNT_PROG_NS) as f64 * 1e-9,
+            program_runs: read_counter(&self.session.skel, Counter::CNT_PROG_RUNS),
             writes,
         }
     }

@@ -1,6 +1,6 @@
 //! Opening and loading the BPF object for one process: what the kernel and our privileges must
 //! give first (`preflight`), the programs' read-only configuration, which program kind loads
-//! (one uprobe_multi link for all points where the kernel has it, else one link per point), and
+//! (uprobe_multi links where the kernel has them, else classic uprobes; one link per point), and
 //! the ring buffer's size (sized here from the mode and the write rate) — all set between open
 //! and load.
 use std::mem::MaybeUninit;

@@ -65,8 +65,8 @@ impl CostFactor {
     /// From the windows' write hits and program time, against `costs`.
     pub fn of(windows: &Span, costs: &ProbeCosts) -> CostFactor {
         let (mut mid, mut err) = (1.0, 2.0 * CALIBRATION_ERROR);
-        if windows.write_hits > 0 && windows.program_s > 0.0 && costs.program_s > 0.0 {
-            let in_place = windows.program_s / windows.write_hits as f64;
+        if windows.program_runs > 0 && windows.program_s > 0.0 && costs.program_s > 0.0 {
+            let in_place = windows.program_s / windows.program_runs as f64;
             let additive = 1.0 + (in_place - costs.program_s) / costs.write_s.max(1e-12);
             let proportional = in_place / costs.program_s;
             mid = (additive + proportional) / 2.0;
@@ -646,7 +646,7 @@ mod tests {
             wall_s: 0.1,
             cpu_s: n * (natural_s + 1e-6 + program_s - 0.4e-6),
             probe_s: n * 1e-6,
-            write_hits: writes,
+            program_runs: writes,
             program_s: n * program_s,
             writes,
             ..Span::default()

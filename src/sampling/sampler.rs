@@ -350,6 +350,7 @@ mod tests {
                 ..Hits::default()
             },
             program_s: 0.0,
+            program_runs: 0,
             writes: 0,
             syscalls: 0,
             io_bytes: 0,

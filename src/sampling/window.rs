@@ -41,8 +41,9 @@ pub struct Edge {
     /// The target's CPU time (all threads), seconds.
     pub cpu_s: f64,
     pub hits: Hits,
-    /// Seconds the write program's body ran so far (in windows only).
+    /// Seconds the write program's body ran so far, and its runs (timed in windows only).
     pub program_s: f64,
+    pub program_runs: u64,
     /// Writes recorded so far (in windows only).
     pub writes: u64,
     /// The target's read/write system calls, the bytes they moved and its voluntary context
@@ -61,8 +62,8 @@ pub struct Span {
     /// The probes' time at their calibrated costs (the real one is this × the in-place factor,
     /// see `estimate::CostFactor`).
     pub probe_s: f64,
-    /// Write probe hits and the write program's run time (windows: for the in-place factor).
-    pub write_hits: u64,
+    /// The write program's timed runs and their time (windows: for the in-place factor).
+    pub program_runs: u64,
     pub program_s: f64,
     /// Writes recorded.
     pub writes: u64,
@@ -79,7 +80,7 @@ impl Span {
             wall_s: to.at.saturating_duration_since(from.at).as_secs_f64(),
             cpu_s: (to.cpu_s - from.cpu_s).max(0.0),
             probe_s: to.hits.probe_s_since(&from.hits, costs),
-            write_hits: to.hits.write.saturating_sub(from.hits.write),
+            program_runs: to.program_runs.saturating_sub(from.program_runs),
             program_s: (to.program_s - from.program_s).max(0.0),
             writes: to.writes.saturating_sub(from.writes),
             syscalls: to.syscalls.saturating_sub(from.syscalls),
@@ -92,7 +93,7 @@ impl Span {
         self.wall_s += o.wall_s;
         self.cpu_s += o.cpu_s;
         self.probe_s += o.probe_s;
-        self.write_hits += o.write_hits;
+        self.program_runs += o.program_runs;
         self.program_s += o.program_s;
         self.writes += o.writes;
         self.syscalls += o.syscalls;
@@ -126,6 +127,7 @@ mod tests {
                 sync_ret: 0,
             },
             program_s: 0.0,
+            program_runs: 0,
             writes: 90,
             syscalls: 5,
             io_bytes: 500,
@@ -141,6 +143,7 @@ mod tests {
                 sync_ret: 100,
             },
             program_s: 0.0005,
+            program_runs: 900,
             writes: 1090,
             syscalls: 205,
             io_bytes: 40_500,
@@ -151,7 +154,7 @@ mod tests {
         assert!((s.cpu_s - 0.25).abs() < 1e-12);
         // 900 writes × 1 µs + 100 sync.Map RETs × 10 µs + 10 entries × 2 µs + 2 RETs × 10 µs.
         assert!((s.probe_s - 1.94e-3).abs() < 1e-12, "{}", s.probe_s);
-        assert_eq!((s.write_hits, s.writes), (1000, 1000));
+        assert_eq!((s.program_runs, s.writes), (900, 1000));
         assert_eq!((s.syscalls, s.io_bytes, s.wakeups), (200, 40_000, 100));
         // A clock read that went backwards (a thread's runtime folded in late) is no time.
         assert_eq!(Span::between(&b, &a, &costs).cpu_s, 0.0);
