@@ -156,6 +156,14 @@ pub const MIN_CLOCK_EVENTS: u64 = 50;
 /// between the same wakeups.
 pub const MIN_EVENTS_PER_CPU_S: f64 = 2000.0;
 
+/// Planned windows are the sample once they saw this many events of the clock: fewer than the
+/// clock's choice needs ([`MIN_CLOCK_EVENTS`], all windows), because the alternative is worse: a
+/// census window is where a load began (its alarm closed it), and counted among the samples it
+/// makes every estimate wrong. (A paced sync.Map loop at 1 %, whose budget pays for one 20 ms
+/// window in a few seconds: 35 wakeups in its planned window; mixed with the census window in
+/// which the load began, its estimates read 2.5-5× low, outside their bounds.)
+const MIN_SAMPLE_EVENTS: f64 = 10.0;
+
 /// Sums over closed windows of one count (a map, or all writes) and of its products with the
 /// windows' CPU time, probe time and event ticks: what the count's residuals around the ratio
 /// need.
@@ -342,12 +350,23 @@ impl Estimator {
     }
 
     /// The first event clock the windows saw enough of and that drives the target outside
-    /// them, else natural CPU time (see the module's doc).
-    fn clock(windows: &Span, outside: &Span) -> Clock {
+    /// them, else natural CPU time (see the module's doc). Enough is [`MIN_CLOCK_EVENTS`], or
+    /// [`MIN_SAMPLE_EVENTS`] where natural CPU time cannot say: where the probes may have taken
+    /// all of the windows' CPU time (at the cost factor's high end), natural CPU time leaves
+    /// nothing to count by (a paced sync.Map loop whose single-stepped RETs take nearly all of a
+    /// window: estimates 170× high).
+    fn clock(windows: &Span, outside: &Span, factor: &CostFactor) -> Clock {
+        let [_, high] = factor.ends();
+        let natural_left = windows.cpu_s - high * windows.probe_s;
+        let enough = if natural_left > windows.writes as f64 * MIN_WRITE_S {
+            MIN_CLOCK_EVENTS as f64
+        } else {
+            MIN_SAMPLE_EVENTS
+        };
         Clock::EVENTS
             .into_iter()
             .find(|c| {
-                c.events(windows) >= MIN_CLOCK_EVENTS as f64
+                c.events(windows) >= enough
                     && c.events(outside) >= MIN_EVENTS_PER_CPU_S * outside.cpu_s
             })
             .unwrap_or(Clock::NaturalCpu)
@@ -377,12 +396,12 @@ impl Estimator {
         let (_, _, outside) = self.sample(false, open, gap);
         // Whether a clock drives the target, every window tells; planned windows are the
         // sample once they saw enough of it on their own (see the module's doc).
-        let clock = Self::clock(&every, &outside);
+        let clock = Self::clock(&every, &outside, &factor);
         let (_, planned, _) = self.sample(true, open, gap);
-        let stratified = self.planned.count > 0
+        let stratified = self.planned.busy > 0
             && match clock {
-                Clock::NaturalCpu => self.planned.busy > 0,
-                c => c.events(&planned) >= MIN_CLOCK_EVENTS as f64,
+                Clock::NaturalCpu => true,
+                c => c.events(&planned) >= MIN_SAMPLE_EVENTS,
             };
         let (sample, windows, outside) = self.sample(stratified, open, gap);
         let (scale, bias_scale) = match clock {
@@ -590,7 +609,8 @@ impl Extrapolation {
     /// The error bound of `observed × scale`, for a count whose dispersion is `dispersion`
     /// (a map's, or for a key or site `1 + share × (map's − 1)`): 3 sigma of Poisson thinning,
     /// Student's t (99.7 %) for the excess dispersion, plus the cost factor's bias in full; of
-    /// the part a census did not count.
+    /// the part a census did not count. A sample of one census window alone has no spread to
+    /// measure: its bound is Student's t for no degree of freedom times Poisson's.
     ///
     /// The thinning term is a score interval's upper half-width, not `3 √observed`: a count a
     /// few windows saw 4 times may stand for a mean of 12 (observed 4 of 955 writes at 1.3 %
@@ -603,7 +623,14 @@ impl Extrapolation {
         let t = student_t_9985(self.windows.saturating_sub(1));
         // The squared multiplier of the observed count's variance, f × mean (f: the share of
         // the mean thinning leaves out), and where the mean's upper limit lies above it.
-        let q = 9.0 + t * t * (dispersion - 1.0).max(0.0);
+        let q = if self.stratified || self.windows >= 2 {
+            9.0 + t * t * (dispersion - 1.0).max(0.0)
+        } else {
+            // One census window is the whole sample: the window in which the load began (its
+            // alarm closed it), so its spread is unknown and its rate may be far from the
+            // load's (a paced sync.Map loop's estimates read 5× low with the Poisson bound).
+            t * t
+        };
         let f = 1.0 - 1.0 / self.scale;
         let upper = q * f / 2.0 + (q * f * observed + (q * f / 2.0).powi(2)).sqrt();
         upper * self.scale + observed * self.bias_scale
@@ -930,9 +957,56 @@ mod tests {
     }
 
     #[test]
+    fn a_window_the_probes_took_whole_is_counted_by_its_wakeups_apart_from_the_census() {
+        // Measured (a paced sync.Map loop, 40k operations/s, 1 %): the census window saw the
+        // load begin (44 writes in 0.12 s, 23 wakeups, most of them idle ones); the one planned
+        // window its budget paid for, 20 ms, saw 792 writes and 35 wakeups, its single-stepped
+        // RETs charged more than its CPU time; 9,800 wakeups and 0.18 s CPU outside.
+        let mut e = Estimator::default();
+        let census = Span {
+            wall_s: 0.12,
+            cpu_s: 1.1e-3,
+            probe_s: 0.9e-3,
+            writes: 44,
+            wakeups: 23,
+            ..Span::default()
+        };
+        let planned = Span {
+            wall_s: 0.021,
+            cpu_s: 7.7e-3,
+            probe_s: 16.2e-3,
+            writes: 792,
+            wakeups: 35,
+            ..Span::default()
+        };
+        e.close_window(&census, true);
+        e.add_gap(&Span {
+            wall_s: 2.3,
+            cpu_s: 0.08,
+            wakeups: 4_600,
+            ..Span::default()
+        });
+        e.close_window(&planned, false);
+        e.add_gap(&Span {
+            wall_s: 2.5,
+            cpu_s: 0.1,
+            wakeups: 5_200,
+            ..Span::default()
+        });
+        let x = e.extrapolation(None, None, &costs());
+        // Natural CPU time leaves nothing to count by; the planned window alone is the sample.
+        assert_eq!((x.clock, x.stratified), (Clock::Wakeups, true), "{x:?}");
+        let truth = 44.0 + 200_000.0 - 836.0 + 792.0;
+        let (est, bound) = (x.estimate(836.0), x.bound(836.0, 1.0));
+        assert!((est - truth).abs() <= bound, "{est} ± {bound} for {truth}");
+        assert!(bound < 0.5 * truth, "{est} ± {bound}");
+    }
+
+    #[test]
     fn a_small_count_is_bounded_by_where_its_mean_may_lie() {
         let x = Extrapolation {
             scale: 76.0,
+            windows: 30,
             ..Extrapolation::EXACT
         };
         // Seen 4 times: 304 estimated; 955 writes (a mean of 12.6 seen) lie within its bound.
@@ -943,6 +1017,25 @@ mod tests {
         assert!(b > 3.0 * sigma && b < 3.1 * sigma, "{b} vs {sigma}");
         // Unseen: still more than the scale.
         assert!(x.bound(0.0, 1.0) > 76.0);
+    }
+
+    #[test]
+    fn one_census_window_alone_has_an_unknown_spread() {
+        // A paced loop's load began inside the census window (the alarm closed it), and no
+        // planned window closed since: the window's rate was a fifth of the load's.
+        let census_only = Extrapolation {
+            scale: 53.0,
+            windows: 1,
+            ..Extrapolation::EXACT
+        };
+        let (est, bound) = (census_only.estimate(848.0), census_only.bound(848.0, 1.0));
+        assert!(5.0 * est - est <= bound, "{est} ± {bound}");
+        // One planned window is a sample of the load itself: Poisson's bound, not the above.
+        let planned = Extrapolation {
+            stratified: true,
+            ..census_only
+        };
+        assert!(planned.bound(848.0, 1.0) * 10.0 < bound);
     }
 
     #[test]
