@@ -1,8 +1,9 @@
 //! `sync.Map` (root, real uprobes) against the `syncmap` program's own counts: `run` on every
 //! toolchain × variant (per map: type `sync.Map`, id its address, stores as writes and deletes
 //! that removed a key as deletes, clears; per call site; keys ranked by writes and by deletes);
-//! `trace`, `top` and `serve` in exact mode, `top` (stores) and `trace` in budget mode, on a Go
-//! before 1.24 (the methods of `sync.Map`) and one from 1.24 (the hash-trie behind it).
+//! `trace`, `top` and `serve` in exact mode, `top` (stores, then stores and deletes) and `trace`
+//! in budget mode, on a Go before 1.24 (the methods of `sync.Map`) and one from 1.24 (the
+//! hash-trie behind it).
 mod common;
 #[path = "support/http.rs"]
 mod http;
@@ -181,12 +182,11 @@ fn serve_exports_sync_map_operations_in_exact_mode() {
     }
 }
 
-/// Budget mode: `top` estimates stores (decided at the method's entry) within their bounds; the
-/// operations decided at a RET are left out of the estimates' check (their single-stepped RET
-/// probes slow the loop in its windows: see README, Limits); `trace` shows only operations the
-/// program made, deletes among them.
+/// Budget mode: `top` estimates stores (decided at the method's entry) within their bounds, alone
+/// and with deletes decided at a RET (`LoadAndDelete`, single-stepped RET probes that take most
+/// of a window's CPU time); `trace` shows only operations the program made, deletes among them.
 #[test]
-fn budget_mode_estimates_sync_map_stores_within_their_bounds() {
+fn budget_mode_estimates_sync_map_stores_and_deletes_within_their_bounds() {
     require_root();
     let _cpu = traced::alone();
     for tc in one_of_each() {
@@ -220,6 +220,36 @@ fn budget_mode_estimates_sync_map_stores_within_their_bounds() {
         assert!(
             m["top_keys"][0]["error_bound"].as_u64().unwrap() > 0,
             "{label}: a sampled estimate has a bound: {m}"
+        );
+
+        // Stores and deletes decided at single-stepped RETs (LoadAndDelete): a light target
+        // whose 1 % pays for a window every few seconds. Every key's writes and deletes lie
+        // within their bounds, as do the map's writes.
+        let (truth, report) = traced::top_once(
+            &bin,
+            &["-rate", "20000", "-duration", "6"],
+            &[
+                "--mode",
+                "budget",
+                "--duration",
+                "60",
+                "--overhead",
+                "1",
+                "--top",
+                "8",
+            ],
+        );
+        let label = format!("go{} budget, LoadAndDelete", tc.version);
+        ops::check_budget(&label, &truth, &report);
+        let m = ops::map_of(&label, &report, &truth[0]);
+        let (est, bound) = (
+            m["writes_estimated"].as_f64().unwrap(),
+            m["error_bound"].as_f64().unwrap(),
+        );
+        assert!(
+            (est - truth[0].writes as f64).abs() <= bound,
+            "{label}: the map's writes estimated {est} ± {bound}, truth {}",
+            truth[0].writes
         );
 
         // trace in budget mode: every line is an operation the program made.

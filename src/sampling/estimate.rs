@@ -21,19 +21,22 @@
 //!   factor is a bias the bound adds in full, evaluated at both ends (for a loop that spends
 //!   nearly all its window time in probes it dominates, and the bound says so).
 //!
-//! A clock is used when the windows saw enough of it ([`MIN_CLOCK_EVENTS`]) and it drives the
-//! target outside them ([`MIN_EVENTS_PER_CPU_S`]); its measured bias is added to the bound in full. The
-//! sampling error comes from the windows themselves: the residuals of each window's count around
-//! the ratio (cluster sampling of the timeline), as a dispersion relative to Poisson thinning,
-//! never below it, with Student's t for few windows.
+//! A clock is used when the windows saw enough of it ([`MIN_CLOCK_EVENTS`], or fewer where the
+//! probes may have taken all of the windows' CPU time and natural CPU time cannot say) and it
+//! drives the target outside them ([`MIN_EVENTS_PER_CPU_S`]); its measured bias is added to the
+//! bound in full. The sampling error comes from the windows themselves: the residuals of each
+//! window's count around the ratio (cluster sampling of the timeline), as a dispersion relative
+//! to Poisson thinning, never below it, with Student's t for few windows.
 //!
 //! Two strata: a window kept open while the probes cost less than the budget (no end planned:
 //! an idle target, or one before its load starts) is a **census** of its time, its counts exact;
 //! the windows the duty cycle planned sample the rest (themselves and every gap). Once a planned
-//! window closed, the clock's ratio comes from planned windows alone and scales only what they
-//! and the gaps stand for; census counts are added as they are. (A census window that saw a
-//! program start or a load begin has writes per tick unlike the steady state's: counted among
-//! the samples it skewed every estimate, 15-35 % low for a paced loop under `top`.)
+//! window closed (having seen [`MIN_SAMPLE_EVENTS`] of an event clock), the clock's ratio comes
+//! from planned windows alone and scales only what they and the gaps stand for; census counts
+//! are added as they are. Until then the census windows are the sample, and one alone gets a
+//! bound as wide as its unknown spread. (A census window that saw a program start or a load
+//! begin has writes per tick unlike the steady state's: counted among the samples it skewed
+//! every estimate, 15-35 % low for a paced loop under `top`.)
 use super::window::{ProbeCosts, Span};
 
 /// The natural CPU time a write takes at least: keeps a window whose CPU time the probes
