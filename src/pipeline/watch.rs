@@ -283,7 +283,7 @@ fn watch(
             let look = match opts.mode {
                 Mode::Budget => {
                     let hits = hits_now(probes.session);
-                    let left = sampler.census_hits_left(now, &hits, probes.session.has_sync_rets());
+                    let left = sampler.hits_left(now, &hits, probes.session.has_sync_rets());
                     probes.session.set_alarm(left);
                     BUDGET_LOOK
                 }
@@ -295,16 +295,24 @@ fn watch(
             {
                 std::thread::sleep(POLL.min(next));
             }
+        } else if sampler.is_open() {
+            // A target that exits inside a window leaves its last reading as that window's
+            // end: all its writes are counted, so its clocks must be near it.
+            probes.observe();
+            let pause = POLL.min(next).max(Duration::from_millis(1));
+            // A planned window that spends more than a burst allows ends at once: the probes'
+            // alarm wakes the loop (records that wake it only gather for the rest of the pause).
+            let hits = hits_now(probes.session);
+            let left = sampler.hits_left(now, &hits, probes.session.has_sync_rets());
+            probes.session.set_alarm(left);
+            let since = Instant::now();
+            if wait(probes.ring.epoll_fd(), tracee.exit.as_ref(), pause)
+                && !probes.session.alarm_rang()
+            {
+                std::thread::sleep(pause.saturating_sub(since.elapsed()));
+            }
         } else {
-            let pause = if sampler.is_open() {
-                // A target that exits inside a window leaves its last reading as that
-                // window's end: all its writes are counted, so its clocks must be near it.
-                probes.observe();
-                POLL
-            } else {
-                IDLE_POLL
-            };
-            std::thread::sleep(pause.min(next).max(Duration::from_millis(1)));
+            std::thread::sleep(IDLE_POLL.min(next).max(Duration::from_millis(1)));
         }
     }
 }

@@ -110,6 +110,12 @@ impl Sampler {
         self.duty.allowed_probe_s(repaid).max(MIN_SPEND_S)
     }
 
+    /// Probe time a planned window may spend before it ends early (a burst).
+    fn burst_allowance(&self) -> f64 {
+        let planned = self.duty.planned_probe_s().unwrap_or(f64::INFINITY);
+        BURST * planned.max(1e-4)
+    }
+
     /// What to do at `now`, with `hits` probe hits so far (the probes' counters: the records
     /// taken in may lag behind a fast writer).
     pub fn step(&self, now: Instant, hits: &Hits) -> Step {
@@ -138,8 +144,7 @@ impl Sampler {
                     };
                 };
                 // A burst can spend the window's budget early: end it at once then.
-                let planned = self.duty.planned_probe_s().unwrap_or(f64::INFINITY);
-                if now >= *until || spent > BURST * planned.max(1e-4) {
+                if now >= *until || spent > self.burst_allowance() {
                     Step::Close
                 } else {
                     Step::Stay
@@ -153,17 +158,25 @@ impl Sampler {
         }
     }
 
-    /// While a window with no end planned is open: how many more probe hits it may take at
-    /// `now` before the loop must look whether to close it (`None`: no such window). Each hit is
-    /// taken as the dearest kind there is: a single-stepped RET where `sync_rets` are probed.
-    pub fn census_hits_left(&self, now: Instant, hits: &Hits, sync_rets: bool) -> Option<u64> {
-        let State::Open { since, until: None } = &self.state else {
+    /// While a window is open in budget mode: how many more probe hits it may take at `now`
+    /// before the loop must look whether to close it (`None`: no window open, or exact mode).
+    /// A window with no end planned may spend what a gap of `MAX_OFF` repays; a planned one
+    /// `BURST` times its planned probe time. Each hit is taken as the dearest kind there is: a
+    /// single-stepped RET where `sync_rets` are probed. (Planned windows had no alarm: the loop
+    /// looked every 20 ms, and a sync.Map loop's 20 ms window, planned at 2.5 ms of probes by
+    /// a rate its census window diluted, spent 16 ms, the budget of 50 s of its CPU time.)
+    pub fn hits_left(&self, now: Instant, hits: &Hits, sync_rets: bool) -> Option<u64> {
+        let State::Open { since, until } = &self.state else {
             return None;
         };
         if self.mode == Mode::Exact {
             return None;
         }
-        let left = self.census_allowance(since, now) - self.spent_in_window(since, hits);
+        let allowance = match until {
+            None => self.census_allowance(since, now),
+            Some(_) => self.burst_allowance(),
+        };
+        let left = allowance - self.spent_in_window(since, hits);
         let per_hit_s = match sync_rets {
             true => self.costs.write_s.max(self.costs.ret_s),
             false => self.costs.write_s,
@@ -373,22 +386,64 @@ mod tests {
         let hits = |write: u64, sync_ret: u64| edge(now, 100 + write, sync_ret).hits;
 
         // Write hits only: the alarm's count is exactly what the window may still spend.
-        let left = s.census_hits_left(now, &hits(0, 0), false).unwrap();
+        let left = s.hits_left(now, &hits(0, 0), false).unwrap();
         assert!(left > 1, "{left}");
         assert_ne!(s.step(now, &hits(left - 1, 0)), Step::Close);
         assert_eq!(s.step(now, &hits(left + 1, 0)), Step::Close);
 
         // With sync.Map RETs probed, every hit counts as one: the alarm rings no later than a
         // window made only of RETs must close.
-        let rets = s.census_hits_left(now, &hits(0, 0), true).unwrap();
+        let rets = s.hits_left(now, &hits(0, 0), true).unwrap();
         assert!(rets < left, "{rets} {left}");
         assert_eq!(s.step(now, &hits(rets + 1, rets + 1)), Step::Close);
         assert_ne!(s.step(now, &hits(rets - 1, rets - 1)), Step::Close);
 
         // Spent already: one more hit rings it.
-        assert_eq!(s.census_hits_left(now, &hits(10 * left, 0), false), Some(1));
+        assert_eq!(s.hits_left(now, &hits(10 * left, 0), false), Some(1));
         // Exact mode has no alarm.
         let exact = Sampler::new(Mode::Exact, 1.0, costs, edge(t0, 0, 0));
-        assert_eq!(exact.census_hits_left(now, &hits(0, 0), false), None);
+        assert_eq!(exact.hits_left(now, &hits(0, 0), false), None);
+    }
+
+    #[test]
+    fn a_planned_window_closes_right_after_the_hits_its_burst_allows() {
+        let costs = ProbeCosts {
+            write_s: 1e-6,
+            grow_s: 1e-6,
+            ret_s: 10e-6,
+            program_s: 0.0,
+            write_single_stepped: false,
+        };
+        let t0 = Instant::now();
+        // A target on one core whose census window took 50,000 write hits in 100 ms (50 ms of
+        // probes): it closes, and the gap repays it.
+        let at = |t: Duration, write: u64| Edge {
+            cpu_s: t.as_secs_f64(),
+            ..edge(t0 + t, write, 0)
+        };
+        let mut s = Sampler::new(Mode::Budget, 1.0, costs, at(Duration::ZERO, 0));
+        let census_end = at(Duration::from_millis(100), 50_000);
+        assert_eq!(s.step(census_end.at, &census_end.hits), Step::Close);
+        s.closed(census_end);
+        let mut t = Duration::from_millis(100);
+        let opened = loop {
+            t += Duration::from_millis(1);
+            assert!(t < Duration::from_secs(60), "the gap never ended");
+            let e = at(t, 50_000);
+            match s.step(e.at, &e.hits) {
+                Step::Replan => s.replan(&e),
+                Step::Open => {
+                    s.opened(e);
+                    break e;
+                }
+                _ => {}
+            }
+        };
+        assert!(s.is_open() && !s.open_ended(), "a planned window");
+        let left = s.hits_left(opened.at, &opened.hits, false).unwrap();
+        let hits = |n: u64| at(t, 50_000 + n).hits;
+        assert!(left > 1, "{left}");
+        assert_eq!(s.step(opened.at, &hits(left - 1)), Step::Stay);
+        assert_eq!(s.step(opened.at, &hits(left + 1)), Step::Close);
     }
 }
