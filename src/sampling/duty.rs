@@ -20,10 +20,19 @@ pub const MIN_ON: Duration = Duration::from_millis(20);
 /// ~0.2 ms per cycle here; charged at that).
 pub const CYCLE_COST_S: f64 = 200e-6;
 
+/// The share of `--overhead` the plan spends on what it measures (probe hits at their costs, each
+/// cycle's edges and `CYCLE_COST_S`); the rest is room for what it cannot measure (the caches
+/// and TLB entries the traps evict, the kernel's work for the target at attach and detach).
+/// Planned at the whole allowance, the target's slowdown by CPU time ran +0.7, +1.1 and +1.2 %
+/// (medians of 10 pairs, bench/budget.py's paced load at `--overhead 1`): the median sat at the
+/// goal, half the runs over it.
+pub const PLANNED_SHARE: f64 = 0.8;
+
 /// The rates the plan is made from (smoothed over windows and gaps).
 #[derive(Clone, Debug, Default)]
 pub struct DutyCycle {
-    /// Allowed probe time per second of the target's natural CPU time (0.01 for 1 %).
+    /// Planned probe time per second of the target's natural CPU time (0.008 for 1 %: see
+    /// `PLANNED_SHARE`).
     budget: f64,
     /// Probe time per wall second while a window is open.
     probe_rate: Option<f64>,
@@ -48,7 +57,7 @@ fn smooth(old: Option<f64>, new: f64) -> Option<f64> {
 impl DutyCycle {
     pub fn new(overhead_percent: f64) -> Self {
         DutyCycle {
-            budget: (overhead_percent / 100.0).max(1e-6),
+            budget: (PLANNED_SHARE * overhead_percent / 100.0).max(1e-6),
             ..Default::default()
         }
     }
@@ -178,17 +187,19 @@ mod tests {
         d.natural(1.0, 1.0);
         // Probes take 98 % of a window (a loop that only writes).
         d.window(0.98, 1.0);
+        // 1 % planned at PLANNED_SHARE of it.
+        let budget = PLANNED_SHARE * 0.01;
         let f = d.coverage();
-        assert!(f > 0.005 && f < 0.0102, "{f}");
+        assert!(f > 0.5 * budget && f < 1.02 * budget, "{f}");
         let (on, off) = d.plan().unwrap();
         assert!(on >= MIN_ON);
         // The window and its cycle are repaid by the gap, which is not much more than MAX_OFF
         // or, if longer, what repays the shortest window worth its cycle.
         let spent = 0.98 * on.as_secs_f64() + CYCLE_COST_S;
-        let allowed = 0.01 * (on + off).as_secs_f64();
+        let allowed = budget * (on + off).as_secs_f64();
         assert!((spent - allowed).abs() / allowed < 1e-6, "{on:?} {off:?}");
         let repay_min_on =
-            (0.98 * MIN_ON.as_secs_f64() + CYCLE_COST_S) / 0.01 - MIN_ON.as_secs_f64();
+            (0.98 * MIN_ON.as_secs_f64() + CYCLE_COST_S) / budget - MIN_ON.as_secs_f64();
         assert!(
             off.as_secs_f64() <= MAX_OFF.as_secs_f64().max(repay_min_on) + 0.1,
             "{off:?}"
@@ -215,9 +226,10 @@ mod tests {
         let (on, coverage) = (Duration::from_millis(20), d.coverage());
         let before = d.gap_after(on, 0.01);
         d.cycle_edges(0.002);
-        // 2 ms more per cycle at 1 % of a core: 0.2 s more gap, and less of the time covered.
+        // 2 ms more per cycle at 1 % of a core (0.8 % planned): 0.25 s more gap, and less of
+        // the time covered.
         let more = d.gap_after(on, 0.01).as_secs_f64() - before.as_secs_f64();
-        assert!((more - 0.2).abs() < 1e-9, "{more}");
+        assert!((more - 0.002 / (PLANNED_SHARE * 0.01)).abs() < 1e-9, "{more}");
         assert!(d.coverage() < coverage, "{} {coverage}", d.coverage());
     }
 
@@ -225,8 +237,9 @@ mod tests {
     fn an_overspent_window_is_repaid_by_a_longer_gap() {
         let mut d = DutyCycle::new(1.0);
         d.natural(0.5, 1.0);
-        // 30 ms of probes at 1 % of half a core: a 6 s cycle.
+        // 30 ms of probes at 1 % of half a core (0.8 % planned): a 7.5 s cycle.
         let gap = d.gap_after(Duration::from_millis(40), 0.03 - CYCLE_COST_S);
-        assert!((gap.as_secs_f64() - 5.96).abs() < 1e-9, "{gap:?}");
+        let cycle = 0.03 / (PLANNED_SHARE * 0.01 * 0.5);
+        assert!((gap.as_secs_f64() - (cycle - 0.04)).abs() < 1e-9, "{gap:?}");
     }
 }
