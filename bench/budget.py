@@ -14,7 +14,8 @@ run-to-run spread is several %, more than the goal).
 Slowdowns are given twice: by the target's own CPU time (user + system, from wait4: CPU per unit
 of work, robust to other load on this 2-core machine) and by wall time / work done in the
 duration (what a user sees; noisy when other processes compete for the cores).
-Usage: bench/budget.py [DURATION=30] [GO_VERSION] [TIGHT_WRITES]   Env: PAIRS=10
+Usage: bench/budget.py [DURATION=30] [GO_VERSION] [TIGHT_WRITES]
+  Env: PAIRS=10, OVERHEAD=1 (the budget, %), LOADS=ab (a: paced, b: tight)
 """
 import json, os, signal, statistics, subprocess, sys, threading, time
 
@@ -23,6 +24,9 @@ DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
 GO = sys.argv[2] if len(sys.argv) > 2 else "1.26.6"
 TIGHT_WRITES = sys.argv[3] if len(sys.argv) > 3 else "300000000"
 PAIRS = int(os.environ.get("PAIRS", "10"))
+# The budget (--overhead, %); LOADS: which of the loads to run (a: paced, b: tight).
+OVERHEAD = os.environ.get("OVERHEAD", "1")
+LOADS = os.environ.get("LOADS", "ab")
 HOT_AFTER = DURATION / 3
 TRACER = os.path.join(ROOT, "target/release/ebpf-map-trace")
 OUT = os.path.join(ROOT, "target/bench")
@@ -61,7 +65,7 @@ def run_traced(binp, args, watch_hot=False):
     """Starts the workload waiting, attaches `top --json`, releases it; returns (done, snapshots, t_hot_first)."""
     p = subprocess.Popen([binp, "-wait"] + args, stdout=subprocess.PIPE, text=True)
     assert '"ready"' in p.stdout.readline()
-    top = subprocess.Popen([TRACER, "top", "-p", str(p.pid), "--json", "--overhead", "1", "--refresh", "0.5"],
+    top = subprocess.Popen([TRACER, "top", "-p", str(p.pid), "--json", "--overhead", OVERHEAD, "--refresh", "0.5"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     snaps = []
     def reader():
@@ -93,7 +97,7 @@ def main():
     # PAIRS interleaved pairs of each load, the order alternating (noise hits both sides alike).
     slow_a_cpu, slow_a_wall, slow_b_cpu, slow_b_wall, cov_a, cov_b, recall, firsts = ([] for _ in range(8))
     for i in range(PAIRS):
-        for load, args in (("a", rate_args), ("b", tight_args)):
+        for load, args in [(l, a) for l, a in (("a", rate_args), ("b", tight_args)) if l in LOADS]:
             runs = [lambda: run_plain(binp, args), lambda: run_traced(binp, args, watch_hot=load == "a")]
             if i % 2:
                 runs.reverse()
@@ -120,17 +124,20 @@ def main():
             print(f"pair {i + 1:>2} ({load}): slowdown by CPU {(slow_a_cpu if load == 'a' else slow_b_cpu)[-1]*100:+.2f}%, "
                   f"by wall {(slow_a_wall if load == 'a' else slow_b_wall)[-1]*100:+.2f}%, coverage {cov*100:.2f}%", flush=True)
     load_avg = os.getloadavg()
-    print(f"\nGo {GO}, {PAIRS} interleaved pairs per load, budget 1 %, load average {load_avg[0]:.1f} / "
+    print(f"\nGo {GO}, {PAIRS} interleaved pairs per load, budget {OVERHEAD} %, load average {load_avg[0]:.1f} / "
           f"{load_avg[1]:.1f} / {load_avg[2]:.1f} at the end, {os.cpu_count()} CPUs")
     print("slowdown: median [min .. max] over the pairs")
     print(f"{'workload':<36} {'by CPU':>26} {'by wall':>26} {'coverage':>9}")
-    print(f"{'(a) ~50k writes/s + work, %.0f s' % DURATION:<36} {spread(slow_a_cpu):>26} {spread(slow_a_wall):>26} "
-          f"{statistics.median(cov_a)*100:>8.2f}%")
-    print(f"{'(b) tight loop, %s writes' % TIGHT_WRITES:<36} {spread(slow_b_cpu):>26} {spread(slow_b_wall):>26} "
-          f"{statistics.median(cov_b)*100:>8.2f}%")
-    hot = sorted(f for f in firsts if f is not None)
-    print(f"(a) top-10 recall at the end: median {statistics.median(recall):.1f}; hot key ranked first after "
-          f"{HOT_AFTER:.0f} s: median {('%.2f s' % statistics.median(hot)) if hot else 'never'} "
-          f"({len(hot)} of {len(firsts)} runs)")
+    if "a" in LOADS:
+        print(f"{'(a) ~50k writes/s + work, %.0f s' % DURATION:<36} {spread(slow_a_cpu):>26} "
+              f"{spread(slow_a_wall):>26} {statistics.median(cov_a)*100:>8.2f}%")
+    if "b" in LOADS:
+        print(f"{'(b) tight loop, %s writes' % TIGHT_WRITES:<36} {spread(slow_b_cpu):>26} "
+              f"{spread(slow_b_wall):>26} {statistics.median(cov_b)*100:>8.2f}%")
+    if "a" in LOADS:
+        hot = sorted(f for f in firsts if f is not None)
+        print(f"(a) top-10 recall at the end: median {statistics.median(recall):.1f}; hot key ranked first after "
+              f"{HOT_AFTER:.0f} s: median {('%.2f s' % statistics.median(hot)) if hot else 'never'} "
+              f"({len(hot)} of {len(firsts)} runs)")
 
 main()

@@ -25,7 +25,8 @@ pub const CYCLE_COST_S: f64 = 200e-6;
 /// and TLB entries the traps evict, the kernel's work for the target at attach and detach).
 /// Planned at the whole allowance, the target's slowdown by CPU time ran +0.7, +1.1 and +1.2 %
 /// (medians of 10 pairs, bench/budget.py's paced load at `--overhead 1`): the median sat at the
-/// goal, half the runs over it.
+/// goal, half the runs over it. With the probes kept nearly off (`OVERHEAD=0.01`) the same
+/// load ran +0.3 % [−2.1 … +1.4]: a part of the cost that no plan of windows removes.
 pub const PLANNED_SHARE: f64 = 0.8;
 
 /// The rates the plan is made from (smoothed over windows and gaps).
