@@ -237,7 +237,7 @@ struct header_event {
 	__u64 header[4];
 };
 
-/* Budget mode's alarm (see census_alarm): sent with a forced wakeup, so that the loop asleep on
+/* Budget mode's alarm (see window_alarm): sent with a forced wakeup, so that the loop asleep on
  * the ring looks at the probe hits at once. It carries nothing else. */
 struct alarm_event {
 	enum record_type type; /* REC_ALARM */

@@ -47,12 +47,13 @@ const volatile __u32 time_programs = 0;
  * Exact mode keeps it open. Written by userspace through the mapped .bss. */
 __u32 window_open = 0;
 
-/* Budget mode, while a window with no planned end is open (the probes cost less than the budget
- * so far): the probe hits the window may still take before the loop must look at what they
- * cost. The hit that spends the last one wakes the loop at once (REC_ALARM), so that a load
- * which starts while the loop sleeps is not probed at full cost until its next look. 0 or
- * less: off (exact mode, planned windows, gaps). Written by userspace through the mapped .bss. */
-__s64 census_alarm = 0;
+/* Budget mode, while a window is open: the probe hits it may still take before the loop must
+ * look at what they cost (a window kept open because the probes cost less than the budget so
+ * far, or a planned one, which a burst may overspend). The hit that spends the last one wakes
+ * the loop at once (REC_ALARM), so that a load which starts or bursts while the loop sleeps is
+ * not probed at full cost until its next look. 0 or less: off (exact mode, gaps). Written by
+ * userspace through the mapped .bss. */
+__s64 window_alarm = 0;
 
 /* Aggregation sets per CPU (a power of two; see struct slot); 0: every write as a record. */
 const volatile __u32 slot_sets = 0;
@@ -196,12 +197,12 @@ static __always_inline void count(__u32 idx)
 	add(idx, 1);
 }
 
-/* One more probe hit against census_alarm (see there). */
+/* One more probe hit against window_alarm (see there). */
 static __always_inline void hit_alarm(void)
 {
 	struct alarm_event a = {.type = REC_ALARM};
 
-	if (census_alarm > 0 && __sync_fetch_and_add(&census_alarm, -1) == 1)
+	if (window_alarm > 0 && __sync_fetch_and_add(&window_alarm, -1) == 1)
 		ring_output(&a, sizeof(a), BPF_RB_FORCE_WAKEUP);
 }
 

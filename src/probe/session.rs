@@ -130,10 +130,10 @@ impl<'obj> Session<'obj> {
         self.alarm_set = hits.is_some();
         let left = hits.map_or(0, |h| h.clamp(1, i64::MAX as u64) as i64);
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
-            // SAFETY: `census_alarm` is an i64 in the BPF object's .bss, mapped into this process
+            // SAFETY: `window_alarm` is an i64 in the BPF object's .bss, mapped into this process
             // for the skeleton's lifetime; the programs only decrement it atomically, and a
             // store that races with them just sets the count afresh.
-            unsafe { std::ptr::write_volatile(&mut bss.census_alarm, left) };
+            unsafe { std::ptr::write_volatile(&mut bss.window_alarm, left) };
         }
     }
 
@@ -146,7 +146,7 @@ impl<'obj> Session<'obj> {
                 .bss_data
                 .as_deref()
                 // SAFETY: as in `set_alarm`: a read of the mapped .bss.
-                .is_some_and(|bss| unsafe { std::ptr::read_volatile(&bss.census_alarm) } <= 0)
+                .is_some_and(|bss| unsafe { std::ptr::read_volatile(&bss.window_alarm) } <= 0)
     }
 
     /// Whether some probes are single-stepped RETs of `sync.Map` methods (the dearest hits).

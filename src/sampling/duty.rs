@@ -230,7 +230,10 @@ mod tests {
         // 2 ms more per cycle at 1 % of a core (0.8 % planned): 0.25 s more gap, and less of
         // the time covered.
         let more = d.gap_after(on, 0.01).as_secs_f64() - before.as_secs_f64();
-        assert!((more - 0.002 / (PLANNED_SHARE * 0.01)).abs() < 1e-9, "{more}");
+        assert!(
+            (more - 0.002 / (PLANNED_SHARE * 0.01)).abs() < 1e-9,
+            "{more}"
+        );
         assert!(d.coverage() < coverage, "{} {coverage}", d.coverage());
     }
 
