@@ -742,7 +742,7 @@ fn draw_sites(buf: &mut Buffer, area: Rect, r: &Report, m: &MapReport) {
         [
             Constraint::Length(11),
             Constraint::Length(6),
-            Constraint::Length(9),
+            Constraint::Length(11),
             Constraint::Fill(1),
         ],
     );
@@ -755,10 +755,15 @@ fn draw_sites(buf: &mut Buffer, area: Rect, r: &Report, m: &MapReport) {
             file_in_dir(&site.file),
             site.line
         );
-        // Clears are few: they join the deletes column (`+N clr`).
+        // Clears are few: they join the deletes column (`+N clr`). Estimates in budget mode,
+        // as the writes.
+        let deletes = display_writes(r, site.deletes, site.deletes_estimated);
         let removals = match site.clears {
-            0 => site.deletes.to_string(),
-            c => format!("{}+{c}clr", site.deletes),
+            0 => deletes.to_string(),
+            c => format!(
+                "{deletes}+{}clr",
+                display_writes(r, c, site.clears_estimated)
+            ),
         };
         Row::new(pick(
             keep,
@@ -1161,6 +1166,8 @@ mod tests {
                 deletes: 0,
                 clears: 0,
                 writes_estimated: writes,
+                deletes_estimated: 0,
+                clears_estimated: 0,
             }],
             top_keys: keys,
             top_deletes: Vec::new(),
@@ -1326,7 +1333,9 @@ mod tests {
         m.deletes = 2900;
         m.clears = 3;
         m.sites[0].deletes = 2900;
+        m.sites[0].deletes_estimated = 2900;
         m.sites[0].clears = 3;
+        m.sites[0].clears_estimated = 3;
         m.top_deletes = vec![
             DeleteReport {
                 key: "user:7".into(),
@@ -1380,6 +1389,23 @@ mod tests {
         let pos = |k: &str| out.find(k).unwrap_or_else(|| panic!("{k}: {out}"));
         assert!(pos("user:7") < pos("gone:1"), "{out}");
         assert!(!out.contains("admin"), "{out}");
+
+        // Budget mode: a site's deletes and clears are estimates, as its writes are.
+        s.report.mode = Mode::Budget;
+        let site = &mut s.report.maps[0].sites[0];
+        (
+            site.writes_estimated,
+            site.deletes_estimated,
+            site.clears_estimated,
+        ) = (58000, 29000, 30);
+        let out = screen(&s, &UiState::default());
+        assert!(
+            has_words(
+                line_with(&out, "main.(*Cache).Set"),
+                &["58000", "29000+30clr"]
+            ),
+            "{out}"
+        );
     }
 
     /// Whether `line` has each of `words` as a whole word (cells are separated by spaces).

@@ -43,6 +43,8 @@ fn site(sym: &mut Symbolizer, ret: u64, map_type: u64) -> SiteReport {
         deletes: 0,
         clears: 0,
         writes_estimated: 0,
+        deletes_estimated: 0,
+        clears_estimated: 0,
     }
 }
 
@@ -181,6 +183,8 @@ fn map_report(
     let mut sites: Vec<SiteReport> = by_line.into_values().collect();
     for s in &mut sites {
         s.writes_estimated = estimate(s.writes);
+        s.deletes_estimated = estimate(s.deletes);
+        s.clears_estimated = estimate(s.clears);
     }
     sites.sort_by(|a, b| {
         (b.writes, b.deletes, b.clears)

@@ -187,6 +187,9 @@ pub struct SiteReport {
     pub deletes: u64,
     pub clears: u64,
     pub writes_estimated: u64,
+    /// What the site's deletes and clears stand for (budget mode; as observed in exact mode).
+    pub deletes_estimated: u64,
+    pub clears_estimated: u64,
 }
 
 #[derive(Serialize, Debug, Clone)]
