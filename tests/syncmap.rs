@@ -21,6 +21,18 @@ use traced::{require_root, tempdir, Served};
 /// Keys ranked per map: more than any scenario's map has.
 const TOP: usize = 70;
 
+/// `top --once`'s options for budget mode at 1 %.
+const BUDGET_TOP: &[&str] = &[
+    "--mode",
+    "budget",
+    "--duration",
+    "60",
+    "--overhead",
+    "1",
+    "--top",
+    "8",
+];
+
 /// Scenarios the program prints counts of (without `-rate`) when built with `tc`: Swap,
 /// CompareAndSwap and CompareAndDelete from Go 1.20, Clear from Go 1.23.
 fn scenarios(tc: &Toolchain) -> usize {
@@ -195,16 +207,7 @@ fn budget_mode_estimates_sync_map_stores_and_deletes_within_their_bounds() {
         let (truth, report) = traced::top_once(
             &bin,
             &["-rate", "20000", "-duration", "6", "-stores-only"],
-            &[
-                "--mode",
-                "budget",
-                "--duration",
-                "60",
-                "--overhead",
-                "1",
-                "--top",
-                "8",
-            ],
+            BUDGET_TOP,
         );
         let coverage = ops::check_budget(&label, &truth, &report);
         assert!(
@@ -225,20 +228,8 @@ fn budget_mode_estimates_sync_map_stores_and_deletes_within_their_bounds() {
         // Stores and deletes decided at single-stepped RETs (LoadAndDelete): a light target
         // whose 1 % pays for a window every few seconds. Every key's writes and deletes lie
         // within their bounds, as do the map's writes.
-        let (truth, report) = traced::top_once(
-            &bin,
-            &["-rate", "20000", "-duration", "6"],
-            &[
-                "--mode",
-                "budget",
-                "--duration",
-                "60",
-                "--overhead",
-                "1",
-                "--top",
-                "8",
-            ],
-        );
+        let (truth, report) =
+            traced::top_once(&bin, &["-rate", "20000", "-duration", "6"], BUDGET_TOP);
         let label = format!("go{} budget, LoadAndDelete", tc.version);
         ops::check_budget(&label, &truth, &report);
         let m = ops::map_of(&label, &report, &truth[0]);

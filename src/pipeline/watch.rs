@@ -275,41 +275,40 @@ fn watch(
             }
         }
         let next = (last.at + refresh_every).saturating_duration_since(Instant::now());
-        if sampler.open_ended() {
-            // Asleep until records come (then they gather for a POLL), the target exits, or
-            // it is time to look at the sampler again: in budget mode soon, since counts
-            // aggregated in the kernel send no record, and a load that starts must close the
-            // window before it spends more than a short gap repays.
-            let look = match opts.mode {
-                Mode::Budget => {
-                    let hits = hits_now(probes.session);
-                    let left = sampler.hits_left(now, &hits, probes.session.has_sync_rets());
-                    probes.session.set_alarm(left);
-                    BUDGET_LOOK
-                }
-                Mode::Exact => IDLE_POLL,
-            };
-            // A rung alarm is looked at now; records gather for a POLL.
-            if wait(probes.ring.epoll_fd(), tracee.exit.as_ref(), look.min(next))
-                && !probes.session.alarm_rang()
-            {
-                std::thread::sleep(POLL.min(next));
+        if sampler.is_open() {
+            let open_ended = sampler.open_ended();
+            if !open_ended {
+                // A target that exits inside a planned window leaves its last reading as that
+                // window's end: all its writes are counted, so its clocks must be near it.
+                probes.observe();
             }
-        } else if sampler.is_open() {
-            // A target that exits inside a window leaves its last reading as that window's
-            // end: all its writes are counted, so its clocks must be near it.
-            probes.observe();
-            let pause = POLL.min(next).max(Duration::from_millis(1));
-            // A planned window that spends more than a burst allows ends at once: the probes'
-            // alarm wakes the loop (records that wake it only gather for the rest of the pause).
-            let hits = hits_now(probes.session);
-            let left = sampler.hits_left(now, &hits, probes.session.has_sync_rets());
-            probes.session.set_alarm(left);
+            // Budget mode: the probes' alarm wakes the loop once the window has spent what it
+            // may (kept open: a load that starts must close it before it spends more than a
+            // short gap repays; planned: a burst ends it at once).
+            if opts.mode == Mode::Budget {
+                let hits = hits_now(probes.session);
+                let left = sampler.hits_left(now, &hits, probes.session.has_sync_rets());
+                probes.session.set_alarm(left);
+            }
+            // Asleep until records come, the alarm rings, the target exits, or it is time to
+            // look at the sampler again: a window kept open in budget mode soon (counts
+            // aggregated in the kernel send no record), a planned one every POLL.
+            let look = match (opts.mode, open_ended) {
+                (Mode::Exact, _) => IDLE_POLL.min(next),
+                (Mode::Budget, true) => BUDGET_LOOK.min(next),
+                (Mode::Budget, false) => POLL.min(next).max(Duration::from_millis(1)),
+            };
             let since = Instant::now();
-            if wait(probes.ring.epoll_fd(), tracee.exit.as_ref(), pause)
+            if wait(probes.ring.epoll_fd(), tracee.exit.as_ref(), look)
                 && !probes.session.alarm_rang()
             {
-                std::thread::sleep(pause.saturating_sub(since.elapsed()));
+                // Records that woke it gather: for a POLL in a window kept open, the rest of
+                // the pause in a planned one. A rung alarm is looked at now.
+                std::thread::sleep(if open_ended {
+                    POLL.min(next)
+                } else {
+                    look.saturating_sub(since.elapsed())
+                });
             }
         } else {
             std::thread::sleep(IDLE_POLL.min(next).max(Duration::from_millis(1)));

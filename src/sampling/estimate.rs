@@ -353,9 +353,10 @@ impl Estimator {
         (sample, windows, outside)
     }
 
-    /// How many events of a clock the windows must see to count by it: fewer where the probes
-    /// may have taken all of their CPU time (at the cost factor's high end), since natural CPU
-    /// time leaves nothing to count by there (see [`Estimator::clock`]).
+    /// How many events of a clock the windows must see to count by it: [`MIN_CLOCK_EVENTS`], or
+    /// [`MIN_SAMPLE_EVENTS`] where the probes may have taken all of their CPU time (at the cost
+    /// factor's high end), since natural CPU time leaves nothing to count by there (a paced
+    /// sync.Map loop whose single-stepped RETs take nearly all of a window: estimates 170× high).
     fn enough_events(windows: &Span, factor: &CostFactor) -> f64 {
         let [_, high] = factor.ends();
         if windows.cpu_s - high * windows.probe_s > windows.writes as f64 * MIN_WRITE_S {
@@ -366,11 +367,8 @@ impl Estimator {
     }
 
     /// The first event clock the windows saw enough of and that drives the target outside
-    /// them, else natural CPU time (see the module's doc). Enough is [`MIN_CLOCK_EVENTS`], or
-    /// [`MIN_SAMPLE_EVENTS`] where natural CPU time cannot say: where the probes may have taken
-    /// all of the windows' CPU time (at the cost factor's high end), natural CPU time leaves
-    /// nothing to count by (a paced sync.Map loop whose single-stepped RETs take nearly all of a
-    /// window: estimates 170× high).
+    /// them, else natural CPU time (see the module's doc); enough is `enough`
+    /// ([`Estimator::enough_events`]).
     fn clock(windows: &Span, outside: &Span, enough: f64) -> Clock {
         Clock::EVENTS
             .into_iter()

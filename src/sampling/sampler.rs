@@ -353,6 +353,17 @@ impl Sampler {
 mod tests {
     use super::*;
 
+    /// A write probe costs 1 µs, a RET 10 µs.
+    fn costs() -> ProbeCosts {
+        ProbeCosts {
+            write_s: 1e-6,
+            grow_s: 1e-6,
+            ret_s: 10e-6,
+            program_s: 0.0,
+            write_single_stepped: false,
+        }
+    }
+
     fn edge(at: Instant, write: u64, sync_ret: u64) -> Edge {
         Edge {
             at,
@@ -373,13 +384,7 @@ mod tests {
 
     #[test]
     fn a_kept_open_window_closes_right_after_the_hits_its_alarm_allows() {
-        let costs = ProbeCosts {
-            write_s: 1e-6,
-            grow_s: 1e-6,
-            ret_s: 10e-6,
-            program_s: 0.0,
-            write_single_stepped: false,
-        };
+        let costs = costs();
         let t0 = Instant::now();
         let s = Sampler::new(Mode::Budget, 1.0, costs, edge(t0, 100, 0));
         let now = t0 + Duration::from_millis(10);
@@ -407,13 +412,7 @@ mod tests {
 
     #[test]
     fn a_planned_window_closes_right_after_the_hits_its_burst_allows() {
-        let costs = ProbeCosts {
-            write_s: 1e-6,
-            grow_s: 1e-6,
-            ret_s: 10e-6,
-            program_s: 0.0,
-            write_single_stepped: false,
-        };
+        let costs = costs();
         let t0 = Instant::now();
         // A target on one core whose census window took 50,000 write hits in 100 ms (50 ms of
         // probes): it closes, and the gap repays it.
