@@ -75,25 +75,25 @@ static __always_inline __u64 mix(__u64 h, __u64 w)
  * that counts stay exact. */
 __noinline __u64 key_fingerprint(const struct write_event *e)
 {
+	const __u64 k = 0x9e3779b97f4a7c15ULL;
 	__u64 h;
 
 	if (!e)
 		return 0;
-	h = mix(0x243f6a8885a308d3ULL ^ e->role ^ ((__u64)e->op << 8), e->key_len);
-	h = mix(h, e->map_type);
-	h = mix(h, e->map_ptr);
-	h = mix(h, e->site);
+	/* independent products (they run in parallel), then one multiply per key word */
+	h = (e->map_ptr * k) ^ (e->site * 0xc2b2ae3d27d4eb4fULL) ^
+	    ((e->map_type ^ ((__u64)e->key_len << 32) ^ ((__u64)e->role << 48) ^
+	      ((__u64)e->op << 56)) *
+	     0x165667b19e3779f9ULL);
 	for (__u32 i = 0; i < KEY_MAX / 8; i++) {
 		if (weak_fingerprint || i * 8 >= e->captured)
 			break;
-		h = mix(h, key_word(e->key, i, e->captured));
+		h = (h ^ key_word(e->key, i, e->captured)) * k;
 	}
-	/* murmur3's finalizer: every input bit reaches the low bits that pick the set */
-	h ^= h >> 33;
+	/* every input bit reaches the low bits that pick the set */
+	h ^= h >> 32;
 	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	return h ^ (h >> 33);
+	return h ^ (h >> 29);
 }
 
 /* 1: the key bytes of slot `s` are the write's (same length, same captured bytes). */
