@@ -359,7 +359,7 @@ impl Estimator {
     /// sync.Map loop whose single-stepped RETs take nearly all of a window: estimates 170× high).
     fn enough_events(windows: &Span, factor: &CostFactor) -> f64 {
         let [_, high] = factor.ends();
-        if windows.cpu_s - high * windows.probe_s > windows.writes as f64 * MIN_WRITE_S {
+        if windows.natural_cpu_s(high) > windows.writes as f64 * MIN_WRITE_S {
             MIN_CLOCK_EVENTS as f64
         } else {
             MIN_SAMPLE_EVENTS
@@ -496,10 +496,11 @@ impl Estimator {
     /// The scale by natural CPU time, and how far the cost factor's uncertainty may move it.
     fn natural_cpu_scale(windows: &Span, outside: &Span, factor: &CostFactor) -> (f64, f64) {
         let scale_at = |m: f64| -> f64 {
-            let x_in = (windows.cpu_s - m * windows.probe_s)
+            let x_in = windows
+                .natural_cpu_s(m)
                 .max(windows.writes as f64 * MIN_WRITE_S)
                 .max(1e-12);
-            let x_out = (outside.cpu_s - m * outside.probe_s).max(0.0);
+            let x_out = outside.natural_cpu_s(m).max(0.0);
             (x_in + x_out) / x_in
         };
         let scale = if outside.cpu_s > 0.0 || outside.wall_s > 0.0 {

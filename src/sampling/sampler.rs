@@ -197,7 +197,7 @@ impl Sampler {
             if !repays.0.is_zero() {
                 self.duty.cycle_edges(self.factor(None).mid * gap.probe_s);
             }
-            let x = gap.cpu_s - self.factor(None).mid * gap.probe_s;
+            let x = gap.natural_cpu_s(self.factor(None).mid);
             self.natural_out += x.max(0.0);
             self.duty.natural(x, gap.wall_s);
             self.est.add_gap(&gap);
@@ -215,7 +215,7 @@ impl Sampler {
         let census = until.is_none();
         let w = Span::between(since, edge, &self.costs);
         let m = self.factor(Some(&w)).mid;
-        let x = w.cpu_s - m * w.probe_s;
+        let x = w.natural_cpu_s(m);
         self.natural_in += x.max(0.0);
         self.duty.window(m * w.probe_s, w.wall_s);
         // A window's natural CPU is the difference of two near numbers when probes take most of
@@ -263,7 +263,7 @@ impl Sampler {
             return;
         };
         let gap = Span::between(since, edge, &self.costs);
-        self.duty.natural(gap.cpu_s - m * gap.probe_s, gap.wall_s);
+        self.duty.natural(gap.natural_cpu_s(m), gap.wall_s);
         *until = since.at + self.duty.gap_after(repays.0, repays.1);
         *planned = edge.at;
     }
@@ -324,7 +324,7 @@ impl Sampler {
             State::Closed { since, .. } => (since, false),
         };
         let s = Span::between(since, now, &self.costs);
-        let x = (s.cpu_s - m * s.probe_s).max(0.0);
+        let x = s.natural_cpu_s(m).max(0.0);
         let observed = self.natural_in + if open { x } else { 0.0 };
         let natural = (observed, self.natural_in + self.natural_out + x);
         let (w, g) = if open {

@@ -100,6 +100,12 @@ impl Span {
         self.io_bytes += o.io_bytes;
         self.wakeups += o.wakeups;
     }
+
+    /// The target's own CPU time in the span: its CPU time less the probes' at the in-place
+    /// cost factor `factor` (negative where the factor overstates them).
+    pub fn natural_cpu_s(&self, factor: f64) -> f64 {
+        self.cpu_s - factor * self.probe_s
+    }
 }
 
 #[cfg(test)]
