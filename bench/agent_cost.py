@@ -7,7 +7,7 @@ untraced (the slowdown the budget bounds), and the agent's CPU (% of one core, f
 threads' schedstat) and peak RSS while busy, with the write rate it estimated. Then the agent
 on the idle server (CPU over SECONDS, RSS). Prints a table: median and min-max over the pairs.
 
-Usage: [RATE=requests/s] bench/agent_cost.py TRACER KVSERVER [PAIRS] [SECONDS] [CONC]
+Usage: bench/agent_cost.py TRACER KVSERVER [PAIRS] [SECONDS] [CONC]
 """
 import json, os, signal, statistics, subprocess, sys, time, urllib.request
 
@@ -44,15 +44,8 @@ def stop_server(p):
     return done
 
 
-# RATE (env, requests/s in all): an open-loop client at that fixed rate instead of a closed loop
-# (`hey -q RATE/CONC` per client): the server's CPU per request is then measured at the same load
-# traced and untraced, not at whatever rate each run reaches.
-RATE = float(os.environ.get("RATE", "0"))
-
-
 def hey(addr, seconds, conc):
-    rate = ["-q", f"{RATE / conc:.0f}"] if RATE > 0 else []
-    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(conc)] + rate + [f"http://{addr}/"],
+    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(conc), f"http://{addr}/"],
                          capture_output=True, text=True, check=True).stdout
     for l in out.splitlines():
         if "Requests/sec:" in l:
@@ -131,7 +124,7 @@ def main():
               f"at {wps[-1]:.0f} writes/s, peak RSS {hwm[-1]:.1f} MiB", file=sys.stderr, flush=True)
     icpu, irss, ihwm = idle(tracer, kvserver, seconds)
     load = os.getloadavg()
-    print(f"kvserver, hey -c {conc}{f' -q {RATE / conc:.0f}' if RATE > 0 else ''} for {seconds} s, {pairs} interleaved pairs; "
+    print(f"kvserver, hey -c {conc} for {seconds} s, {pairs} interleaved pairs; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print("| measure | median (min–max) |")
     print("|---|---|")
