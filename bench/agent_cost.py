@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
 """The agent on an HTTP server (root): tests/go/kvserver on loopback under a closed-loop client
 (`hey -c CONC`, each client waits for its answer) for SECONDS, untraced and under
-`serve -p PID` (budget mode, --overhead 1), in PAIRS interleaved pairs (the order alternates).
-Per pair: the server's throughput traced / untraced, its own CPU time per request traced /
+`serve -p PID` (budget mode, --overhead 1), in PAIRS interleaved pairs (the order alternates;
+both phases of a pair on one server, warmed up by 2 s of load). Per pair: the server's throughput traced / untraced, its own CPU time per request traced /
 untraced (the slowdown the budget bounds), and the agent's CPU (% of one core, from its
 threads' schedstat) and peak RSS while busy, with the write rate it estimated. Then the agent
 on the idle server (CPU over SECONDS, RSS). Prints a table: median and min-max over the pairs.
 
-Usage: bench/agent_cost.py TRACER KVSERVER [PAIRS] [SECONDS] [CONC]
+Usage: [OVERHEAD=1] bench/agent_cost.py TRACER KVSERVER [PAIRS] [SECONDS] [CONC]
 """
 import json, os, signal, statistics, subprocess, sys, time, urllib.request
 
 from serve_cost import free_port, status_kb
 
 
-def agent_cpu_ns(pid):
+def threads_cpu_ns(pid):
     total = 0
     for t in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -45,29 +45,42 @@ def stop_server(p):
 
 
 def hey(addr, seconds, conc):
+    """Requests/s and requests answered."""
     out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(conc), f"http://{addr}/"],
                          capture_output=True, text=True, check=True).stdout
+    rps = answered = None
     for l in out.splitlines():
         if "Requests/sec:" in l:
-            return float(l.split()[1])
-    raise SystemExit("hey printed no Requests/sec")
+            rps = float(l.split()[1])
+        if l.strip().startswith("[200]"):
+            answered = int(l.split()[1])
+    if rps is None or not answered:
+        raise SystemExit(f"hey printed no Requests/sec or [200] count:\n{out}")
+    return rps, answered
 
 
-def one(tracer, kvserver, seconds, conc, traced):
-    server, addr = start_server(kvserver)
+# The agent's budget (--overhead, %).
+OVERHEAD = os.environ.get("OVERHEAD", "1")
+
+
+def phase(tracer, server, addr, seconds, conc, traced):
+    """One load phase on a running server, with `serve -p` attached (traced) or not: the server's
+    own CPU time (its threads' schedstat) per request answered, and the agent's costs."""
     agent = None
     row = {}
     try:
         if traced:
             port = free_port()
-            agent = subprocess.Popen([tracer, "serve", "-p", str(server.pid), "--overhead", "1",
+            agent = subprocess.Popen([tracer, "serve", "-p", str(server.pid), "--overhead", OVERHEAD,
                                       "--listen", f"127.0.0.1:{port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(4)  # calibration, attach
-            c0, w0, t0 = agent_cpu_ns(agent.pid), writes_total(port), time.monotonic()
-        row["rps"] = hey(addr, seconds, conc)
+            c0, w0, t0 = threads_cpu_ns(agent.pid), writes_total(port), time.monotonic()
+        s0 = threads_cpu_ns(server.pid)
+        row["rps"], answered = hey(addr, seconds, conc)
+        row["cpu_per_req"] = (threads_cpu_ns(server.pid) - s0) / answered
         if traced:
-            c1, w1, t1 = agent_cpu_ns(agent.pid), writes_total(port), time.monotonic()
+            c1, w1, t1 = threads_cpu_ns(agent.pid), writes_total(port), time.monotonic()
             row["agent_cpu"] = 100.0 * (c1 - c0) / 1e9 / (t1 - t0)
             row["writes_s"] = (w1 - w0) / (t1 - t0)
             row["hwm"] = status_kb(agent.pid, "VmHWM") / 1024
@@ -75,9 +88,18 @@ def one(tracer, kvserver, seconds, conc, traced):
         if agent:
             agent.send_signal(signal.SIGTERM)
             agent.wait(timeout=30)
-        done = stop_server(server)
-    row["cpu_per_req"] = done["cpu_ns"] / max(done["requests"], 1)
     return row
+
+
+def pair(tracer, kvserver, seconds, conc, order):
+    """Both phases of a pair on one server (warmed up first): the server's own run-to-run
+    spread (heap sizes, GC pacing, where its threads land) does not enter the ratio."""
+    server, addr = start_server(kvserver)
+    try:
+        hey(addr, 2, conc)
+        return {t: phase(tracer, server, addr, seconds, conc, t) for t in order}
+    finally:
+        stop_server(server)
 
 
 def idle(tracer, kvserver, seconds):
@@ -88,9 +110,9 @@ def idle(tracer, kvserver, seconds):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(5)
-        c0, t0 = agent_cpu_ns(agent.pid), time.monotonic()
+        c0, t0 = threads_cpu_ns(agent.pid), time.monotonic()
         time.sleep(seconds)
-        c1, t1 = agent_cpu_ns(agent.pid), time.monotonic()
+        c1, t1 = threads_cpu_ns(agent.pid), time.monotonic()
         return (100.0 * (c1 - c0) / 1e9 / (t1 - t0), status_kb(agent.pid, "VmRSS") / 1024,
                 status_kb(agent.pid, "VmHWM") / 1024)
     finally:
@@ -113,7 +135,7 @@ def main():
     ratio, slow, cpu, wps, hwm = [], [], [], [], []
     for i in range(pairs):
         order = [False, True] if i % 2 == 0 else [True, False]
-        r = {t: one(tracer, kvserver, seconds, conc, t) for t in order}
+        r = pair(tracer, kvserver, seconds, conc, order)
         ratio.append(100.0 * r[True]["rps"] / r[False]["rps"])
         slow.append(100.0 * (r[True]["cpu_per_req"] / r[False]["cpu_per_req"] - 1.0))
         cpu.append(r[True]["agent_cpu"])
