@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""The agent on an HTTP server (root): tests/go/kvserver on loopback under a closed-loop client
-(`hey -c CONC`, each client waits for its answer) for SECONDS, untraced and under
-`serve -p PID` (budget mode, --overhead 1), in PAIRS interleaved pairs (the order alternates;
-both phases of a pair on one server, warmed up by 2 s of load). Per pair: the server's throughput traced / untraced, its own CPU time per request traced /
-untraced (the slowdown the budget bounds), and the agent's CPU (% of one core, from its
-threads' schedstat) and peak RSS while busy, with the write rate it estimated. Then the agent
-on the idle server (CPU over SECONDS, RSS). Prints a table: median and min-max over the pairs.
+"""The agent on an HTTP server (root): tests/go/kvserver on loopback under one closed-loop
+client (`hey -c CONC`, each client waits for its answer) running throughout, while `serve -p
+PID` (budget mode, --overhead OVERHEAD) is started and stopped: PAIRS interleaved pairs of
+SECONDS-long segments with and without the agent (the order alternates; the agent gets 4 s to
+calibrate and attach before its segment). One server and one client for all pairs keep their
+own run-to-run spread (heap sizes, GC pacing, a new client's connections) out of the ratios.
+Per pair: the server's throughput (bytes it moved per second) with / without, its own CPU time
+per byte with / without (the slowdown the budget bounds; the server's bytes per request are
+fixed), and the agent's CPU (% of one core, from its threads' schedstat) and peak RSS, with
+the write rate it estimated. Then the agent on the idle server (CPU over SECONDS, RSS). Prints
+a table: median and min-max over the pairs.
 
 Usage: [OVERHEAD=1] bench/agent_cost.py TRACER KVSERVER [PAIRS] [SECONDS] [CONC]
 """
@@ -44,28 +48,18 @@ def stop_server(p):
     return done
 
 
-def hey(addr, seconds, conc):
-    """Requests/s and requests answered."""
-    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(conc), f"http://{addr}/"],
-                         capture_output=True, text=True, check=True).stdout
-    rps = answered = None
-    for l in out.splitlines():
-        if "Requests/sec:" in l:
-            rps = float(l.split()[1])
-        if l.strip().startswith("[200]"):
-            answered = int(l.split()[1])
-    if rps is None or not answered:
-        raise SystemExit(f"hey printed no Requests/sec or [200] count:\n{out}")
-    return rps, answered
+def io_bytes(pid):
+    io = dict(l.split(": ") for l in open(f"/proc/{pid}/io").read().splitlines())
+    return int(io["rchar"]) + int(io["wchar"])
 
 
 # The agent's budget (--overhead, %).
 OVERHEAD = os.environ.get("OVERHEAD", "1")
 
 
-def phase(tracer, server, addr, seconds, conc, traced):
-    """One load phase on a running server, with `serve -p` attached (traced) or not: the server's
-    own CPU time (its threads' schedstat) per request answered, and the agent's costs."""
+def segment(tracer, server, seconds, traced):
+    """One segment of the running load, with `serve -p` attached (traced) or not: the server's
+    CPU per byte and bytes per second, and the agent's costs."""
     agent = None
     row = {}
     try:
@@ -75,12 +69,16 @@ def phase(tracer, server, addr, seconds, conc, traced):
                                       "--listen", f"127.0.0.1:{port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(4)  # calibration, attach
-            c0, w0, t0 = threads_cpu_ns(agent.pid), writes_total(port), time.monotonic()
-        s0 = threads_cpu_ns(server.pid)
-        row["rps"], answered = hey(addr, seconds, conc)
-        row["cpu_per_req"] = (threads_cpu_ns(server.pid) - s0) / answered
+            c0, w0 = threads_cpu_ns(agent.pid), writes_total(port)
+        else:
+            time.sleep(0.5)
+        s0, b0, t0 = threads_cpu_ns(server.pid), io_bytes(server.pid), time.monotonic()
+        time.sleep(seconds)
+        s1, b1, t1 = threads_cpu_ns(server.pid), io_bytes(server.pid), time.monotonic()
+        row["bytes_s"] = (b1 - b0) / (t1 - t0)
+        row["cpu_per_byte"] = (s1 - s0) / max(b1 - b0, 1)
         if traced:
-            c1, w1, t1 = threads_cpu_ns(agent.pid), writes_total(port), time.monotonic()
+            c1, w1 = threads_cpu_ns(agent.pid), writes_total(port)
             row["agent_cpu"] = 100.0 * (c1 - c0) / 1e9 / (t1 - t0)
             row["writes_s"] = (w1 - w0) / (t1 - t0)
             row["hwm"] = status_kb(agent.pid, "VmHWM") / 1024
@@ -89,17 +87,6 @@ def phase(tracer, server, addr, seconds, conc, traced):
             agent.send_signal(signal.SIGTERM)
             agent.wait(timeout=30)
     return row
-
-
-def pair(tracer, kvserver, seconds, conc, order):
-    """Both phases of a pair on one server (warmed up first): the server's own run-to-run
-    spread (heap sizes, GC pacing, where its threads land) does not enter the ratio."""
-    server, addr = start_server(kvserver)
-    try:
-        hey(addr, 2, conc)
-        return {t: phase(tracer, server, addr, seconds, conc, t) for t in order}
-    finally:
-        stop_server(server)
 
 
 def idle(tracer, kvserver, seconds):
@@ -133,25 +120,36 @@ def main():
     seconds = int(sys.argv[4]) if len(sys.argv) > 4 else 10
     conc = int(sys.argv[5]) if len(sys.argv) > 5 else 4
     ratio, slow, cpu, wps, hwm = [], [], [], [], []
-    for i in range(pairs):
-        order = [False, True] if i % 2 == 0 else [True, False]
-        r = pair(tracer, kvserver, seconds, conc, order)
-        ratio.append(100.0 * r[True]["rps"] / r[False]["rps"])
-        slow.append(100.0 * (r[True]["cpu_per_req"] / r[False]["cpu_per_req"] - 1.0))
-        cpu.append(r[True]["agent_cpu"])
-        wps.append(r[True]["writes_s"])
-        hwm.append(r[True]["hwm"])
-        print(f"pair {i}: untraced {r[False]['rps']:.0f} req/s, traced {r[True]['rps']:.0f} "
-              f"({ratio[-1]:.1f} %), CPU/request {slow[-1]:+.2f} %, agent {cpu[-1]:.2f} % "
-              f"at {wps[-1]:.0f} writes/s, peak RSS {hwm[-1]:.1f} MiB", file=sys.stderr, flush=True)
+    server, addr = start_server(kvserver)
+    load = subprocess.Popen(["hey", "-z", f"{pairs * (2 * seconds + 6) + 30}s", "-c", str(conc),
+                             f"http://{addr}/"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)  # connections up, server warm
+        for i in range(pairs):
+            order = [False, True] if i % 2 == 0 else [True, False]
+            r = {t: segment(tracer, server, seconds, t) for t in order}
+            ratio.append(100.0 * r[True]["bytes_s"] / r[False]["bytes_s"])
+            slow.append(100.0 * (r[True]["cpu_per_byte"] / r[False]["cpu_per_byte"] - 1.0))
+            cpu.append(r[True]["agent_cpu"])
+            wps.append(r[True]["writes_s"])
+            hwm.append(r[True]["hwm"])
+            print(f"pair {i}: throughput with the agent {ratio[-1]:.1f} % of without, server CPU "
+                  f"per byte {slow[-1]:+.2f} %, agent {cpu[-1]:.2f} % at {wps[-1]:.0f} writes/s, "
+                  f"peak RSS {hwm[-1]:.1f} MiB", file=sys.stderr, flush=True)
+    finally:
+        load.kill()
+        load.wait()
+        stop_server(server)
     icpu, irss, ihwm = idle(tracer, kvserver, seconds)
     load = os.getloadavg()
-    print(f"kvserver, hey -c {conc} for {seconds} s, {pairs} interleaved pairs; "
+    print(f"kvserver under one hey -c {conc}, segments of {seconds} s with and without serve "
+          f"--overhead {OVERHEAD}, {pairs} interleaved pairs; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print("| measure | median (min–max) |")
     print("|---|---|")
-    print(f"| throughput under serve, % of untraced | {med(ratio)} |")
-    print(f"| server CPU per request, traced vs untraced, % | {med(slow)} |")
+    print(f"| throughput under serve, % of without | {med(ratio)} |")
+    print(f"| server CPU per byte (per request), with vs without, % | {med(slow)} |")
     print(f"| agent CPU, % of a core, busy | {med(cpu)} |")
     print(f"| writes/s the agent estimated | {med(wps)} |")
     print(f"| agent peak RSS busy, MiB | {med(hwm)} |")
