@@ -59,13 +59,6 @@ static __always_inline __u64 key_word(const __u8 *key, __u32 i, __u32 captured)
 	return w;
 }
 
-static __always_inline __u64 mix(__u64 h, __u64 w)
-{
-	h ^= w;
-	h *= 0x9e3779b97f4a7c15ULL;
-	return h ^ (h >> 29);
-}
-
 /* The functions below walk a key word by word. They are global (verified once each, on their
  * own), not inlined: a loop with a data-dependent end, inlined at every call, multiplies the
  * states the verifier explores past the limit. */

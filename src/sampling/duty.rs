@@ -26,8 +26,9 @@ pub const CYCLE_COST_S: f64 = 200e-6;
 /// bench/budget.py's paced load at `--overhead 1` (the target's slowdown by CPU time, medians of
 /// 10 pairs): planned at the whole allowance +0.7, +1.1 and +1.2 %; at 80 % +1.2 %; at 60 %
 /// +0.7 %. With the probes kept nearly off (`OVERHEAD=0.01`) the same load ran +0.3 %: a part of
-/// the cost that no plan of windows removes, and the windows cost that load ~1.2–1.5× what
-/// they are charged (a hashing loop whose caches the traps evict).
+/// the cost that no plan of windows removes; the rest of the +1.2 % at 80 % is ~1.2× what the
+/// windows were charged (inferred, not measured apart: a hashing loop whose caches the traps
+/// evict).
 pub const PLANNED_SHARE: f64 = 0.6;
 
 /// The rates the plan is made from (smoothed over windows and gaps).
