@@ -93,7 +93,14 @@ pub fn wait_attached(tracer: u32, label: &str) -> Vec<u64> {
     loop {
         let links = links_of(tracer);
         if !links.is_empty() && kernel_link_ids().iter().any(|id| links.contains(id)) {
-            return links;
+            // One link per probe point, made one after another: all of them once the count
+            // holds for 150 ms.
+            std::thread::sleep(Duration::from_millis(150));
+            let settled = links_of(tracer);
+            if settled.len() == links.len() {
+                return settled;
+            }
+            continue;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(20),
