@@ -230,7 +230,7 @@ mod tests {
         let (on, coverage) = (Duration::from_millis(20), d.coverage());
         let before = d.gap_after(on, 0.01);
         d.cycle_edges(0.002);
-        // 2 ms more per cycle at 1 % of a core (0.8 % planned): 0.25 s more gap, and less of
+        // 2 ms more per cycle at 1 % of a core (0.6 % planned): 0.33 s more gap, and less of
         // the time covered.
         let more = d.gap_after(on, 0.01).as_secs_f64() - before.as_secs_f64();
         assert!(
@@ -244,7 +244,7 @@ mod tests {
     fn an_overspent_window_is_repaid_by_a_longer_gap() {
         let mut d = DutyCycle::new(1.0);
         d.natural(0.5, 1.0);
-        // 30 ms of probes at 1 % of half a core (0.8 % planned): a 7.5 s cycle.
+        // 30 ms of probes at 1 % of half a core (0.6 % planned): a 10 s cycle.
         let gap = d.gap_after(Duration::from_millis(40), 0.03 - CYCLE_COST_S);
         let cycle = 0.03 / (PLANNED_SHARE * 0.01 * 0.5);
         assert!((gap.as_secs_f64() - (cycle - 0.04)).abs() < 1e-9, "{gap:?}");

@@ -5,7 +5,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use crate::common::probes::{holds_link_on, holds_target_link, links_of};
+pub use crate::common::probes::{holds_link_on, holds_target_link, settled_links};
 
 pub const TRACER: &str = env!("CARGO_BIN_EXE_ebpf-map-trace");
 
@@ -52,28 +52,11 @@ impl Tracer {
         self.wait_for(|t| holds_link_on(t, target), &format!("process {target}"));
     }
 
-    /// The tracer makes one link per probe point, one after another (~10 ms for 30): the first
-    /// link on the target is not the last. Returns once its link count held for 150 ms (at most
-    /// 3 s: budget mode's windows attach and detach). A target released at the first link wrote
-    /// before its string-key probe was on (1,910 of 2,000 writes counted, once in CI).
-    fn wait_links_settled(&self) {
-        let t0 = Instant::now();
-        let mut n = links_of(self.child.id()).len();
-        while t0.elapsed() < Duration::from_secs(3) {
-            std::thread::sleep(Duration::from_millis(150));
-            let now = links_of(self.child.id()).len();
-            if now == n {
-                return;
-            }
-            n = now;
-        }
-    }
-
     fn wait_for(&mut self, attached: impl Fn(u32) -> bool, what: &str) {
         let t0 = Instant::now();
         loop {
             if attached(self.child.id()) {
-                self.wait_links_settled();
+                settled_links(self.child.id());
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
